@@ -1,0 +1,259 @@
+"""``BatchingHandler``: the caller's side of every handler.
+
+``emit`` runs on the application's thread, so it does only what cannot wait: interpolate
+the message, render the traceback, snapshot the record's attributes, append to a bounded
+deque (the oldest record falls out when full, and is counted), and wake the worker only
+when a whole batch is waiting. It never blocks on the network and never raises.
+
+Process life: an ``atexit`` hook drains every open handler within its ``close_timeout``;
+after ``os.fork()`` the child gets a fresh buffer, session, worker and source id, and
+none of the parent's records.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import logging.handlers
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from urllib.parse import urlsplit, urlunsplit
+
+from . import options as opts
+from .exporter import Exporter
+from .records import base_fields, capture, default_source_id
+from .spool import Spool
+from .status import Reporter, Stats
+from .transport import RetryPolicy, Transport
+from .worker import WORKER_IDENTS, BatchWorker
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+_DEFAULT_FORMATTER = logging.Formatter()
+_get_ident = threading.get_ident
+
+
+class BatchingHandler(logging.handlers.QueueHandler):
+    """Base of every service handler; a subclass names its ``service_class``.
+
+    Options are keyword arguments (see :mod:`loghandlers.options`); each also reads
+    ``LOGHANDLERS_<SERVICE>_<OPTION>`` and ``LOGHANDLERS_<OPTION>`` from the environment.
+    The first positional argument is ignored unless it is a URL string: Python 3.12+'s
+    ``dictConfig`` passes a ``queue.Queue`` there, and this handler keeps its own buffer.
+    """
+
+    service_class: type = None  # type: ignore[assignment]
+
+    def __init__(self, queue=None, *, level=logging.NOTSET, **options):
+        if self.service_class is None:
+            raise TypeError(
+                "BatchingHandler is abstract: use a service handler such as JSONHandler"
+            )
+        if isinstance(queue, str) and "url" not in options:
+            options["url"] = queue
+        service_class = self.service_class
+        specs = opts.COMMON + tuple(service_class.options)
+        self.settings = opts.resolve(service_class.env, specs, options, service_class.defaults)
+        self.service = service_class(self.settings)
+        self.service.validate()
+        super().__init__(None)
+        self.setLevel(level)
+        self.queue = None  # records live in self._buffer; see the class docstring
+        self._closed = False
+        self._started = False
+        self._default_source = self.settings.source_id is None
+        self.source_id = self.settings.source_id or default_source_id()
+        self._static_fields = self.settings.static_fields or None
+        self._callbacks: list = []
+        self._build()
+        _LIVE.add(self)
+        self._start_worker()
+
+    # ----------------------------------------------------------------- wiring
+    def _build(self) -> None:
+        """Everything that a forked child must have anew."""
+        s = self.settings
+        self._buffer: deque = deque(maxlen=s.max_queue_size)
+        self._wake = threading.Event()
+        self._wake_at = s.batch_size
+        self._emitted = 0
+        self._suppressed = 0
+        self._after_close = 0
+        self._stats = Stats()
+        self._reporter = Reporter(self._label(), self._stats, self.service.secrets)
+        for event, callback in self._callbacks:
+            self._reporter.on(event, callback)
+        self._transport = Transport(s.timeout, s.compression, s.compression_level, s.verify)
+        spool = None
+        if s.spool_dir:
+            spool = Spool(
+                s.spool_dir, self.service.name, self.service.identity(), s.spool_max_bytes
+            )
+        self._spool = spool
+        policy = RetryPolicy(retries=s.retries, backoff=s.backoff, max_backoff=s.max_backoff)
+        self._exporter = Exporter(
+            self.service,
+            self._transport,
+            policy,
+            spool,
+            s.spool_mode == "always",
+            self._stats,
+            self._reporter,
+            threading.Event(),
+        )
+        self._worker = BatchWorker(self._buffer, self._wake, self._exporter, self._convert, s)
+        self._worker.emitted = lambda: self._emitted
+
+    def _label(self) -> str:
+        parts = urlsplit(self.service.endpoint() or "")
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        shown = urlunsplit((parts.scheme, host, parts.path, "", "")) if parts.scheme else ""
+        return f"{type(self).__name__}({shown})"
+
+    def _start_worker(self) -> None:
+        self._started = True
+        self._worker.start()
+
+    def _convert(self, snapshot: dict) -> dict:
+        fields = base_fields(snapshot, self.formatter)
+        if self._static_fields:
+            fields = {**self._static_fields, **fields}
+        return self.service.event(fields, snapshot["created"], self.source_id)
+
+    # ----------------------------------------------------------------- caller side
+    def handle(self, record: logging.LogRecord):
+        if _get_ident() in WORKER_IDENTS:  # our own HTTP stack talking: never ship it
+            self._suppressed += 1
+            return False
+        return super().handle(record)
+
+    def prepare(self, record: logging.LogRecord) -> dict:
+        """The snapshot that goes into the buffer (cheaper than QueueHandler.prepare)."""
+        return capture(record, self.formatter or _DEFAULT_FORMATTER)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._closed:
+            self._after_close += 1
+            return
+        try:
+            snapshot = capture(record, self.formatter or _DEFAULT_FORMATTER)
+        except Exception:
+            self.handleError(record)
+            return
+        self._emitted += 1
+        buffer = self._buffer
+        buffer.append(snapshot)
+        if len(buffer) >= self._wake_at and not self._wake.is_set():
+            self._wake.set()
+        if not self._started:
+            self._start_worker()
+
+    # ----------------------------------------------------------------- public
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything emitted before this call is delivered or spooled.
+
+        Returns False if ``timeout`` ran out first (or if called from the worker itself).
+        """
+        if self._closed or not self._started or _get_ident() in WORKER_IDENTS:
+            return not self._buffer
+        if not self._worker.is_alive():
+            return False
+        return self._worker.request_flush(self._emitted).wait(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain within ``close_timeout`` (or ``timeout``); spool what is left, then stop."""
+        self._begin_close(timeout)
+        self._finish_close()
+
+    def _begin_close(self, timeout: float | None = None) -> None:
+        if self._closed:
+            self._close_deadline = None
+            return
+        self._closed = True
+        limit = self.settings.close_timeout if timeout is None else timeout
+        self._close_deadline = time.monotonic() + limit
+        self._worker.begin_stop(self._close_deadline)
+
+    def _finish_close(self) -> None:
+        deadline = getattr(self, "_close_deadline", None)
+        if deadline is not None:
+            self._close_deadline = None
+            if self._started:
+                self._worker.finish_stop(deadline)
+            self._transport.close()
+            _LIVE.discard(self)
+        super().close()
+
+    def on(self, event: str, callback) -> None:
+        """Call ``callback(info: dict)`` on "send" (before a request), "flush" (after one
+        succeeded) or "error" (a background failure); called on the worker thread."""
+        self._reporter.on(event, callback)
+        self._callbacks.append((event, callback))
+
+    def stats(self) -> dict:
+        """Counters since start (or since fork, in a child)."""
+        out = self._stats.snapshot()
+        worker = self._worker
+        queued = len(self._buffer)
+        out["emitted"] = self._emitted
+        out["queued"] = queued
+        out["in_flight"] = max(0, worker.taken - worker.settled)
+        out["dropped"] = max(0, self._emitted - worker.taken - queued) + self._after_close
+        out["suppressed"] = self._suppressed
+        if self._spool is not None:
+            out["spool"] = self._spool.summary()
+        return out
+
+    def __repr__(self) -> str:
+        return f"<{self._label()} {logging.getLevelName(self.level)}>"
+
+    # ----------------------------------------------------------------- process life
+    def _after_fork_in_child(self) -> None:
+        self._transport.reset()
+        if self._default_source:
+            self.source_id = default_source_id()
+        if not self._closed:
+            self._build()
+            self._started = False  # the parent's worker thread does not exist here
+            _LIVE.add(self)
+
+
+def _close_all() -> None:
+    """atexit: drain every open handler at once, each within its own close_timeout."""
+    handlers = list(_LIVE)
+    for handler in handlers:
+        try:
+            handler._begin_close()
+        except Exception:
+            pass
+    for handler in handlers:
+        try:
+            handler._finish_close()
+        except Exception:
+            pass
+
+
+def _after_fork_in_child() -> None:
+    WORKER_IDENTS.clear()
+    global _PID
+    _PID = os.getpid()
+    for handler in list(_LIVE):
+        handler._after_fork_in_child()
+
+
+def _close_all_in_fork_child() -> None:
+    """multiprocessing's forked children leave through os._exit, skipping atexit."""
+    if os.getpid() != _IMPORT_PID:
+        _close_all()
+
+
+_IMPORT_PID = _PID = os.getpid()
+atexit.register(_close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_close_all_in_fork_child)

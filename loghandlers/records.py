@@ -1,0 +1,235 @@
+"""LogRecord -> plain dict -> strict JSON text.
+
+The caller's thread only snapshots a record (:func:`capture`); everything else here runs
+on the worker thread, a small pipeline of functions in the style of python-json-logger
+(whose reserved-attribute list and ``merge_record_extra`` decide what counts as an
+``extra=`` field, and whose formatters are honoured when the user sets one).
+
+Bad values never cost the record: anything ``json`` cannot encode is replaced by a readable
+stand-in (see :func:`json_default` and :func:`sanitize`), and the text that leaves is strict
+JSON: no bare NaN/Infinity, no lone surrogates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import logging
+import math
+import os
+import re
+import socket
+import uuid
+from pathlib import PurePath
+from typing import Any
+
+from pythonjsonlogger import core as jsonlogger_core
+
+#: record attributes that are not ``extra=`` fields (python-json-logger's list + ours)
+RESERVED = frozenset(jsonlogger_core.RESERVED_ATTRS) | {"message", "asctime", "taskName"}
+
+_PLACEHOLDER = "<unrepresentable {}>"
+_MAX_DEPTH = 64
+
+
+def default_source_id() -> str:
+    """``"<hostname>:<pid>"``: stable for a process, distinct for each forked child."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def capture(record: logging.LogRecord, exc_formatter: logging.Formatter) -> dict:
+    """Snapshot what only the caller can know: the message now, the traceback now.
+
+    Returns the record's attribute dict (a C-level copy: cheaper than ``copy.copy``) so the
+    worker never reads a record another handler is still mutating.
+    """
+    snapshot = record.__dict__.copy()
+    try:
+        snapshot["message"] = record.getMessage()
+    except Exception as exc:  # a __str__ that raises, or msg/args that don't match
+        snapshot["message"] = unformattable_message(record, exc)
+    if record.exc_info:
+        if record.exc_text is None:
+            try:
+                record.exc_text = exc_formatter.formatException(record.exc_info)
+            except Exception as exc:
+                record.exc_text = f"<traceback unavailable: {type(exc).__name__}>"
+        snapshot["exc_text"] = record.exc_text
+        snapshot["exc_info"] = None  # frees the frames; the text is all we ship
+    snapshot["args"] = None
+    return snapshot
+
+
+def unformattable_message(record: logging.LogRecord, exc: BaseException) -> str:
+    return (
+        f"<unformattable message: {safe_repr(record.msg)} % {safe_repr(record.args)}: "
+        f"{type(exc).__name__}>"
+    )
+
+
+def safe_repr(value: Any, limit: int = 1000) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return _PLACEHOLDER.format(type(value).__qualname__)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def as_record(snapshot: dict) -> logging.LogRecord:
+    """A LogRecord view over a snapshot, for formatters that want one."""
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    record.__dict__ = snapshot
+    return record
+
+
+def extra_fields(snapshot: dict) -> dict:
+    """The ``extra=`` fields: every attribute python-json-logger would not reserve."""
+    extra_keys = snapshot.keys() - RESERVED
+    if not extra_keys:
+        return {}
+    return {key: snapshot[key] for key in snapshot if key in extra_keys}
+
+
+def base_fields(snapshot: dict, formatter: logging.Formatter | None) -> dict:
+    """message, level, logger, exception/stack text and extras, in that order.
+
+    A python-json-logger formatter set on the handler decides the fields instead (its
+    ``add_fields`` and ``process_log_record``); a plain ``logging.Formatter`` decides the
+    message text.
+    """
+    if isinstance(formatter, jsonlogger_core.BaseJsonFormatter):
+        return _fields_from_json_formatter(snapshot, formatter)
+    msg = snapshot.get("msg")
+    if isinstance(msg, dict):  # logger.info({"a": 1}): the dict is the event
+        fields = {"message": "", "level": snapshot["levelname"], "logger": snapshot["name"]}
+        fields.update(msg)
+    else:
+        message = snapshot["message"]
+        if formatter is not None:
+            record = as_record(snapshot)
+            try:
+                message = formatter.format(record)
+            except Exception as exc:
+                message = f"{message} <formatter failed: {type(exc).__name__}>"
+        fields = {"message": message, "level": snapshot["levelname"], "logger": snapshot["name"]}
+    if snapshot.get("exc_text"):
+        fields["exc_info"] = snapshot["exc_text"]
+    if snapshot.get("stack_info"):
+        fields["stack_info"] = snapshot["stack_info"]
+    extras = extra_fields(snapshot)
+    if extras:
+        fields.update(extras)
+    return fields
+
+
+def _fields_from_json_formatter(snapshot: dict, formatter) -> dict:
+    record = as_record(snapshot)
+    message_dict: dict = {}
+    msg = snapshot.get("msg")
+    if isinstance(msg, dict):
+        message_dict = dict(msg)
+        record.message = ""
+    if "asctime" in getattr(formatter, "_required_fields", ()):
+        record.asctime = formatter.formatTime(record, formatter.datefmt)
+    if snapshot.get("exc_text") and not message_dict.get("exc_info"):
+        message_dict["exc_info"] = snapshot["exc_text"]
+    if snapshot.get("stack_info") and not message_dict.get("stack_info"):
+        message_dict["stack_info"] = formatter.formatStack(snapshot["stack_info"])
+    fields: dict = {}
+    formatter.add_fields(fields, record, message_dict)
+    fields = formatter.process_log_record(fields)
+    fields.setdefault("message", snapshot["message"])
+    return fields
+
+
+# --------------------------------------------------------------------------- JSON text
+
+
+def json_default(value: Any) -> Any:
+    """What ``json`` can't encode, as the nearest readable JSON value."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # exact; a float would round money
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, (set, frozenset)):
+        items = list(value)
+        try:
+            items.sort()
+        except TypeError:
+            pass
+        return items
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, type):
+        return value.__qualname__
+    return safe_repr(value)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, default=json_default)
+_LONE_SURROGATE = re.compile(
+    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<![0-9a-f]{4})\\ud[c-f][0-9a-f]{2}"
+)
+_SURROGATE_CHARS = re.compile("[\ud800-\udfff]")
+
+
+def dumps(value: Any) -> str:
+    """Strict JSON text for any value: fast path through the C encoder, repair on failure."""
+    try:
+        text = _ENCODER.encode(value)
+    except Exception:  # NaN, cycles, odd keys, a default that raised
+        return _ENCODER.encode(sanitize(value))
+    if "\\ud" in text and _LONE_SURROGATE.search(text):
+        return _ENCODER.encode(sanitize(value))
+    return text
+
+
+def sanitize(value: Any, _depth: int = 0, _seen: frozenset = frozenset()) -> Any:
+    """A copy of ``value`` made of strict-JSON types only (the slow path of :func:`dumps`)."""
+    if value is None or isinstance(value, (bool, int)):
+        return value if not isinstance(value, enum.Enum) else sanitize(value.value, _depth + 1)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):
+        return _SURROGATE_CHARS.sub("\ufffd", value)
+    if _depth >= _MAX_DEPTH:
+        return "<too deep>"
+    if id(value) in _seen:
+        return "<cycle>"
+    seen = _seen | {id(value)}
+    if isinstance(value, dict):
+        out = {}
+        for key, item in list(value.items()):
+            out[_key(key)] = sanitize(item, _depth + 1, seen)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [sanitize(item, _depth + 1, seen) for item in list(value)]
+    try:
+        replaced = json_default(value)
+    except Exception:
+        return _PLACEHOLDER.format(type(value).__qualname__)
+    if replaced is value:
+        return _PLACEHOLDER.format(type(value).__qualname__)
+    return sanitize(replaced, _depth + 1, seen)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return _SURROGATE_CHARS.sub("\ufffd", key)
+    if isinstance(key, float) and not math.isfinite(key):
+        return str(key)
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return safe_repr(key)

@@ -1,0 +1,109 @@
+"""What a service is: the few things that differ between ingestion APIs.
+
+A service turns fields into its event, a batch of events into a :class:`Request`, and a
+:class:`Reply` into a :class:`Verdict`. It knows nothing of threads, buffers, retries or
+spools; those are shared (see :mod:`loghandlers.worker` and :mod:`loghandlers.exporter`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+from .options import Option
+from .records import dumps
+from .transport import Reply, Request, RetryPolicy, parse_retry_after
+
+DELIVERED = "delivered"  # the whole batch is stored
+RETRY = "retry"  # nothing stored; the same request may succeed later
+REJECTED = "rejected"  # nothing stored and never will be: count, don't keep
+HOLD = "hold"  # nothing stored until a person acts (bad credentials): keep on disk
+
+
+@dataclass
+class Verdict:
+    """The service's reading of one reply."""
+
+    outcome: str
+    reason: str = ""
+    retry_after: float | None = None
+    #: with DELIVERED: events the server turned down for good (count them as rejected)
+    rejected: int = 0
+    #: with RETRY: send only these next time (the server accepted nothing, some were bad)
+    resend: list | None = None
+    kind: str = ""
+
+
+def iso_utc(created: float) -> str:
+    """RFC 3339 UTC with milliseconds: readable and sortable as text."""
+    moment = datetime.datetime.fromtimestamp(created, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class Service:
+    """Base of every service; subclasses override only what their wire differs in."""
+
+    name: ClassVar[str] = "json"
+    env: ClassVar[str] = "JSON"
+    options: ClassVar[tuple[Option, ...]] = ()
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    #: options that, with the url, name this handler's spool
+    identity_options: ClassVar[tuple[str, ...]] = ()
+    content_type: ClassVar[str] = "application/json"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def validate(self) -> None:
+        """Raise ValueError for settings this service can't work with."""
+
+    # ----------------------------------------------------------------- identity
+    def endpoint(self) -> str:
+        return self.settings.url
+
+    def identity(self) -> str:
+        parts = [self.endpoint()]
+        parts += [f"{name}={getattr(self.settings, name, '')}" for name in self.identity_options]
+        return "\n".join(parts)
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in output (used to scrub error text)."""
+        names = [spec.name for spec in self.options if spec.secret]
+        return [getattr(self.settings, name) for name in names if getattr(self.settings, name)]
+
+    # ----------------------------------------------------------------- mapping
+    def event(self, fields: dict, created: float, source_id: str) -> dict:
+        """Fields of one record -> this service's event."""
+        event = {"timestamp": iso_utc(created), **fields}
+        event.setdefault("sourceId", source_id)
+        return event
+
+    # ----------------------------------------------------------------- wire
+    def setup_request(self) -> Request | None:
+        """A request that must succeed once before any batch (e.g. bucket creation)."""
+        return None
+
+    def encode(self, events: list) -> Request:
+        """The whole batch in one encoder call: a JSON array, as most services take."""
+        return Request(
+            self.endpoint(), dumps(events).encode("ascii"), {"Content-Type": self.content_type}
+        )
+
+    def judge(self, reply: Reply, events: list, policy: RetryPolicy) -> Verdict:
+        """Default reading: 2xx stored, 408/429/5xx retry, any other answer final."""
+        status = reply.status
+        if 200 <= status < 300:
+            return Verdict(DELIVERED)
+        reason = f"HTTP {status}: {reply.text()}".strip()
+        if policy.is_retryable(status):
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"))
+            return Verdict(RETRY, reason, retry_after=retry_after, kind=f"http_{status}")
+        return Verdict(REJECTED, reason, kind=f"http_{status}")
+
+    def judge_setup(self, reply: Reply, policy: RetryPolicy) -> Verdict:
+        """A refused setup call means bad credentials or config: keep the events, hold."""
+        verdict = self.judge(reply, [], policy)
+        if verdict.outcome == REJECTED:
+            verdict.outcome = HOLD
+        return verdict

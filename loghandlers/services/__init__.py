@@ -1,0 +1,1 @@
+"""One module per ingestion service; each holds only what differs between them."""

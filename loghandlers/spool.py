@@ -1,0 +1,194 @@
+"""Batches that could not be delivered, kept on disk until they can be.
+
+A spool is a directory named by a hash of the handler's identity (service + url + bucket /
+table / namespace), so any handler with the same identity replays it, in this process or
+the next, and no other handler ever does. Files hold events only, never credentials: the
+replaying handler encodes them again with its own. Each file is written 0600 under a
+temporary name and renamed into place, so a crash leaves either a whole batch or none.
+Files are named ``<time_ns>-<pid>-<seq>.json`` and replayed oldest first. Replay claims a
+file by renaming it (``.sending.<pid>``) so two processes never send the same one; claims
+left by a dead process are returned at the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import time
+from typing import Any
+
+from .records import dumps
+
+FORMAT = "loghandlers-spool/1"
+SUFFIX = ".json"
+CLAIM = ".sending."
+
+
+def identity_key(service: str, identity: str) -> str:
+    return hashlib.sha256(f"{service}\n{identity}".encode()).hexdigest()[:24]
+
+
+class SpoolError(Exception):
+    pass
+
+
+class Spool:
+    """One identity's directory of undelivered batches."""
+
+    def __init__(self, root: str, service: str, identity: str, max_bytes: int):
+        self.service = service
+        self.directory = os.path.join(root, f"{service}-{identity_key(service, identity)}")
+        self.max_bytes = max_bytes
+        self._seq = itertools.count()
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"<Spool {self.directory!r}>"
+
+    # ------------------------------------------------------------------ setup
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        os.makedirs(os.path.dirname(self.directory), mode=0o700, exist_ok=True)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        self._return_abandoned_claims()
+        self._ready = True
+
+    def _return_abandoned_claims(self) -> None:
+        for name in os.listdir(self.directory):
+            if CLAIM not in name:
+                continue
+            base, _, pid = name.rpartition(CLAIM)
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                try:
+                    os.replace(
+                        os.path.join(self.directory, name), os.path.join(self.directory, base)
+                    )
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------------ write
+    def write(self, events: list) -> tuple[str, int]:
+        """Store one batch; returns (file name, events dropped to stay under the size cap)."""
+        self._ensure()
+        header = {"format": FORMAT, "service": self.service, "events": len(events)}
+        data = (json.dumps(header) + "\n" + dumps(events) + "\n").encode("utf-8")
+        dropped = self._make_room(len(data))
+        name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}{SUFFIX}"
+        temporary = os.path.join(self.directory, f".tmp-{name}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, os.path.join(self.directory, name))
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
+        return name, dropped
+
+    def _make_room(self, incoming: int) -> int:
+        """Delete the oldest batches until ``incoming`` fits; returns events lost."""
+        if self.max_bytes <= 0:
+            return 0
+        files = self._files_with_sizes()
+        total = sum(size for _, size in files)
+        dropped = 0
+        for name, size in files:
+            if total + incoming <= self.max_bytes:
+                break
+            dropped += self._count_events(name)
+            try:
+                os.unlink(os.path.join(self.directory, name))
+                total -= size
+            except OSError:
+                pass
+        return dropped
+
+    def _files_with_sizes(self) -> list:
+        out = []
+        for name in self.pending():
+            try:
+                out.append((name, os.path.getsize(os.path.join(self.directory, name))))
+            except OSError:
+                pass
+        return out
+
+    def _count_events(self, name: str) -> int:
+        try:
+            with open(os.path.join(self.directory, name), encoding="utf-8") as handle:
+                return int(json.loads(handle.readline()).get("events", 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
+
+    # ------------------------------------------------------------------ read
+    def pending(self) -> list:
+        """Whole batches waiting, oldest first."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.endswith(SUFFIX) and not n.startswith("."))
+
+    def has_pending(self) -> bool:
+        return bool(self.pending())
+
+    def claim(self, name: str) -> tuple[str, list] | None:
+        """Take a batch for sending; None if another process took it first or it is bad."""
+        self._ensure()
+        source = os.path.join(self.directory, name)
+        claimed = f"{source}{CLAIM}{os.getpid()}"
+        try:
+            os.replace(source, claimed)
+        except OSError:
+            return None
+        try:
+            with open(claimed, encoding="utf-8") as handle:
+                header = json.loads(handle.readline())
+                events = json.loads(handle.read())
+            if header.get("format") != FORMAT or not isinstance(events, list):
+                raise ValueError("not a spool file")
+        except (OSError, ValueError) as exc:
+            os.replace(claimed, os.path.join(self.directory, f".bad-{name}"))
+            raise SpoolError(f"unreadable spool file {name}: {exc}") from None
+        return claimed, events
+
+    def release(self, claimed: str) -> None:
+        """Put a claimed batch back (its send failed)."""
+        base = claimed.rpartition(CLAIM)[0]
+        try:
+            os.replace(claimed, base)
+        except OSError:
+            pass
+
+    def remove(self, path_or_name: str) -> None:
+        path = path_or_name
+        if os.sep not in path_or_name:
+            path = os.path.join(self.directory, path_or_name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def summary(self) -> dict[str, Any]:
+        files = self._files_with_sizes()
+        return {"files": len(files), "bytes": sum(size for _, size in files)}
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

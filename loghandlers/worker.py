@@ -1,0 +1,265 @@
+"""The worker thread: take records from the buffer, convert them a batch at a time, export.
+
+A ``QueueListener`` subclass whose queue is the handler's bounded deque. It ships a batch
+when ``batch_size`` records are waiting (the caller wakes it only then), when
+``flush_interval`` has passed and at least ``min_batch_size`` are waiting, when someone
+calls ``flush()``, and at close. A deep buffer is drained in full-size batches back to
+back, so per-request costs (and GIL hand-offs around the socket) stay rare under load.
+"""
+
+from __future__ import annotations
+
+import logging.handlers
+import math
+import threading
+import time
+from typing import Callable
+
+from .exporter import Exporter
+from .records import dumps, safe_repr
+
+#: thread idents of every worker in this process: records they log are never shipped
+WORKER_IDENTS: set = set()
+
+
+class BatchWorker(logging.handlers.QueueListener):
+    """One thread per handler; see the module docstring."""
+
+    def __init__(
+        self, buffer, wake: threading.Event, exporter: Exporter, convert: Callable, config
+    ):
+        super().__init__(buffer)
+        self.buffer = buffer
+        self.wake = wake
+        self.exporter = exporter
+        self.convert = convert
+        self.batch_size = config.batch_size
+        self.min_batch_size = config.min_batch_size
+        self.flush_interval = config.flush_interval
+        self.max_batch_bytes = config.max_batch_bytes
+        self.stopping = threading.Event()
+        self.taken = 0  # records popped from the buffer (read by the handler for stats)
+        self.settled = 0  # popped records whose fate is decided
+        self._flush_requests: list = []
+        self._requests_lock = threading.Lock()
+        self._handoff = threading.Lock()  # guards the batch in flight against close()
+        self._inflight: list | None = None
+        self._inflight_copy: str | None = None
+        self.abandoned = False
+        self._thread = None
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._monitor, name="loghandlers-worker", daemon=True
+        )
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _monitor(self) -> None:
+        WORKER_IDENTS.add(threading.get_ident())
+        try:
+            self._run()
+        except BaseException as exc:  # the worker must never die silently
+            self.exporter.reporter.error("worker", f"worker stopped: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            WORKER_IDENTS.discard(threading.get_ident())
+            self._answer_flushes(force=True)
+
+    def request_flush(self, target: int) -> threading.Event:
+        done = threading.Event()
+        with self._requests_lock:
+            self._flush_requests.append((target, done))
+        self.wake.set()
+        return done
+
+    def begin_stop(self, deadline: float) -> None:
+        """Start draining; every wait and retry from now on ends by ``deadline``."""
+        self.exporter.deadline = deadline
+        self.exporter.wakeup.set()
+        self.stopping.set()
+        self.wake.set()
+
+    def finish_stop(self, deadline: float) -> bool:
+        """Wait for the drain; at ``deadline`` spool whatever is left from this thread."""
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self.is_alive():
+            self._abandon()
+            return False
+        return True
+
+    def stop(self) -> None:  # QueueListener's name for it
+        deadline = time.monotonic()
+        self.begin_stop(deadline)
+        self.finish_stop(deadline)
+
+    # ----------------------------------------------------------------- loop
+    def _run(self) -> None:
+        exporter = self.exporter
+        if exporter.spool_pending:
+            exporter.replay()
+        next_timed = time.monotonic() + self.flush_interval
+        while True:
+            if (
+                not self.stopping.is_set()
+                and len(self.buffer) < self.batch_size
+                and not self._flush_requests
+            ):
+                self.wake.wait(max(0.0, next_timed - time.monotonic()))
+            self.wake.clear()
+            if self.stopping.is_set():
+                self._drain(until=None)
+                return
+            now = time.monotonic()
+            timed = now >= next_timed
+            if self._flush_requests:
+                with self._requests_lock:
+                    target = max(t for t, _ in self._flush_requests)
+                self._drain(until=target)
+            elif len(self.buffer) >= self.batch_size:
+                while len(self.buffer) >= self.batch_size and not self._interrupted():
+                    self._ship()
+            elif timed and len(self.buffer) >= self.min_batch_size:
+                self._drain(until=None)
+            if timed:
+                next_timed = time.monotonic() + self.flush_interval
+                if exporter.spool_pending and not exporter._held():
+                    exporter.replay()
+
+    def _interrupted(self) -> bool:
+        return self.stopping.is_set() or bool(self._flush_requests)
+
+    def _drain(self, until: int | None) -> None:
+        """Ship until the buffer is empty, or until every record up to ``until`` has left it."""
+        while self.buffer and not self.abandoned:
+            if until is not None and self._left_buffer() >= until:
+                break
+            self._ship()
+        self._answer_flushes()
+
+    def _left_buffer(self) -> int:
+        """How many records emitted so far are no longer in the buffer (taken or dropped)."""
+        return self.emitted() - len(self.buffer)
+
+    def emitted(self) -> int:  # replaced by the handler with its counter
+        return self.taken
+
+    def _answer_flushes(self, force: bool = False) -> None:
+        with self._requests_lock:
+            if not self._flush_requests:
+                return
+            done_up_to = self._left_buffer() if self.settled == self.taken else -1
+            keep = []
+            for target, event in self._flush_requests:
+                if force or target <= done_up_to:
+                    event.set()
+                else:
+                    keep.append((target, event))
+            self._flush_requests = keep
+
+    # ----------------------------------------------------------------- one batch
+    def _take(self) -> list:
+        snapshots = []
+        popleft = self.buffer.popleft
+        for _ in range(self.batch_size):
+            try:
+                snapshots.append(popleft())
+            except IndexError:
+                break
+        self.taken += len(snapshots)
+        return snapshots
+
+    def _ship(self) -> None:
+        with self._handoff:
+            if self.abandoned:
+                return
+            snapshots = self._take()
+            if not snapshots:
+                return
+            events = [self._convert_one(s) for s in snapshots]
+            self._inflight, self._inflight_copy = events, None
+        try:
+            for part, request in self._fit(events):
+                self.exporter.export(part, request)
+        finally:
+            with self._handoff:
+                if self._inflight_copy is not None and self.exporter.last_delivered:
+                    self.exporter.forget_spooled(self._inflight_copy, len(events))
+                self._inflight, self._inflight_copy = None, None
+                self.settled += len(snapshots)
+        self._answer_flushes()
+
+    def _convert_one(self, snapshot: dict) -> dict:
+        try:
+            return self.convert(snapshot)
+        except Exception as exc:  # a formatter or mapping bug: ship what we can say
+            self.exporter.reporter.error("convert", f"{type(exc).__name__}: {exc}")
+            return {
+                "message": str(snapshot.get("message", "")),
+                "level": snapshot.get("levelname"),
+                "logger": snapshot.get("name"),
+                "conversion_error": f"{type(exc).__name__}: {safe_repr(exc)}",
+            }
+
+    def _fit(self, events: list):
+        """Split a batch whose body would exceed ``max_batch_bytes``; shrink lone giants."""
+        service = self.exporter.service
+        request = service.encode(events)
+        size = len(request.body)
+        if size <= self.max_batch_bytes:
+            yield events, request
+            return
+        if len(events) == 1:
+            yield [shrink(events[0], service, self.max_batch_bytes, self.exporter)], None
+            return
+        parts = min(len(events), math.ceil(size / self.max_batch_bytes * 1.1))
+        step = math.ceil(len(events) / parts)
+        for start in range(0, len(events), step):
+            yield from self._fit(events[start : start + step])
+
+    # ----------------------------------------------------------------- close() ran out of time
+    def _abandon(self) -> None:
+        """Spool the batch in flight and the rest of the buffer; the worker stops taking."""
+        with self._handoff:
+            self.abandoned = True
+            if self._inflight:
+                self._inflight_copy = self.exporter.keep(self._inflight)
+            left = self._take()
+            events = [self._convert_one(s) for s in left]
+            if events:
+                self.exporter.keep(events)
+            self.settled += len(left)
+        self._answer_flushes(force=True)
+
+
+TRUNCATED = "...[truncated {} chars]"
+
+
+def shrink(event: dict, service, limit: int, exporter: Exporter) -> dict:
+    """Cut the longest string fields of an event until its request fits ``limit`` bytes."""
+    exporter.stats.add(truncated=1)
+    event = dict(event)
+    for _ in range(8):
+        size = len(service.encode([event]).body)
+        if size <= limit:
+            return event
+        longest = max(
+            (key for key, value in event.items() if isinstance(value, str)),
+            key=lambda key: len(event[key]),
+            default=None,
+        )
+        if longest is None or len(event[longest]) < 64:
+            break
+        value = event[longest]
+        excess = size - limit
+        keep = max(0, len(value) - excess * 2 - 64) if excess < len(value) else 0
+        event[longest] = value[:keep] + TRUNCATED.format(len(value) - keep)
+    return {
+        key: value
+        for key, value in event.items()
+        if len(dumps(value)) < 256 or key in ("message", "sourceId", "timestamp")
+    }
