@@ -126,7 +126,8 @@ class Exporter:
         return max(0.05, min(self.transport.timeout, self.deadline - time.monotonic()))
 
     def _held(self) -> bool:
-        return time.monotonic() < self.hold_until
+        """Without a spool there is nowhere to hold batches: every batch gets its tries."""
+        return self.spool is not None and time.monotonic() < self.hold_until
 
     def _hold(self, seconds: float) -> None:
         self.hold_until = max(self.hold_until, time.monotonic() + seconds)

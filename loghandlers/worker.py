@@ -255,8 +255,8 @@ def shrink(event: dict, service, limit: int, exporter: Exporter) -> dict:
         if longest is None or len(event[longest]) < 64:
             break
         value = event[longest]
-        excess = size - limit
-        keep = max(0, len(value) - excess * 2 - 64) if excess < len(value) else 0
+        bytes_per_char = len(dumps(value)) / max(1, len(value))  # escapes make some wider
+        keep = max(0, len(value) - math.ceil((size - limit + 128) / bytes_per_char))
         event[longest] = value[:keep] + TRUNCATED.format(len(value) - keep)
     return {
         key: value

@@ -1,0 +1,212 @@
+"""A loopback HTTP server that misbehaves on cue, for the handler's fault tests.
+
+Each request takes the next behaviour from a script (``push``), or the default once the
+script is empty: answer with a status, reset the connection mid-body, hang without
+answering, dribble the answer slowly, or return a huge or garbage body. Every request is
+recorded (headers and decoded JSON body) so tests can assert what arrived.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Behaviour:
+    def __init__(self, kind: str, status: int = 200, headers=None, body: bytes = b"", seconds=0.0):
+        self.kind = kind
+        self.status = status
+        self.headers = headers or {}
+        self.body = body
+        self.seconds = seconds
+
+
+def ok(status=200, body=b""):
+    return Behaviour("answer", status, body=body)
+
+
+def status(code, headers=None, body=b""):
+    return Behaviour("answer", code, headers, body)
+
+
+def reset():
+    return Behaviour("reset")
+
+
+def hang(seconds=30.0):
+    return Behaviour("hang", seconds=seconds)
+
+
+def slow(seconds_per_byte=0.5, body=b"ok"):
+    return Behaviour("slow", 200, body=body, seconds=seconds_per_byte)
+
+
+def huge(size=50 * 1024 * 1024, code=500):
+    return Behaviour("huge", code, seconds=size)
+
+
+class FaultServer:
+    def __init__(self, default: Behaviour | None = None, port: int = 0):
+        self.default = default or ok()
+        self.script: deque = deque()
+        self.requests: list = []
+        self.events: list = []
+        self._lock = threading.Condition()
+        self._stop = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                owner._serve(self)
+
+            do_PUT = do_POST
+
+        self.httpd = _QuietServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def push(self, *behaviours: Behaviour) -> None:
+        with self._lock:
+            self.script.extend(behaviours)
+
+    def _next(self) -> Behaviour:
+        with self._lock:
+            return self.script.popleft() if self.script else self.default
+
+    def wait_for_events(self, count: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.events) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+        return True
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+        return True
+
+    # ------------------------------------------------------------------ serving
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        behaviour = self._next()
+        length = int(handler.headers.get("Content-Length", 0))
+        if behaviour.kind == "reset":
+            handler.rfile.read(min(length, 10))
+            _reset(handler)
+            self._record(handler, None, "reset")
+            return
+        raw = handler.rfile.read(length)
+        body = gzip.decompress(raw) if handler.headers.get("Content-Encoding") == "gzip" else raw
+        accepted = behaviour.kind in ("answer", "slow") and 200 <= behaviour.status < 300
+        self._record(handler, body, behaviour.kind if not accepted else "accepted", accepted)
+        if behaviour.kind == "hang":
+            self._stop.wait(behaviour.seconds)
+            _reset(handler)
+            return
+        if behaviour.kind == "huge":
+            handler.send_response(behaviour.status)
+            handler.send_header("Content-Length", str(int(behaviour.seconds)))
+            handler.end_headers()
+            chunk = b"x" * 65536
+            sent = 0
+            try:
+                while sent < behaviour.seconds and not self._stop.is_set():
+                    handler.wfile.write(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
+            return
+        if behaviour.kind == "slow":
+            handler.send_response(behaviour.status)
+            handler.send_header("Content-Length", str(len(behaviour.body)))
+            handler.end_headers()
+            for byte in behaviour.body:
+                if self._stop.wait(behaviour.seconds):
+                    return
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            return
+        handler.send_response(behaviour.status)
+        for key, value in behaviour.headers.items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(behaviour.body)))
+        handler.end_headers()
+        handler.wfile.write(behaviour.body)
+
+    def _record(self, handler, body, outcome, accepted=False) -> None:
+        parsed = None
+        if body is not None:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+        entry = {
+            "path": handler.path,
+            "headers": dict(handler.headers),
+            "body": body,
+            "json": parsed,
+            "outcome": outcome,
+            "time": time.monotonic(),
+        }
+        with self._lock:
+            self.requests.append(entry)
+            if accepted and isinstance(parsed, list):
+                self.events.extend(parsed)
+            self._lock.notify_all()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # resets and hangs are on purpose: no tracebacks
+
+
+def _reset(handler) -> None:
+    """Close with RST, the way a crashed peer or a middlebox does."""
+    try:
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+    except OSError:
+        pass
+    handler.close_connection = True
+
+
+def free_port() -> int:
+    """A port nothing listens on (for 'endpoint down' tests)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,127 @@
+"""Process life: fork, multiprocessing, atexit, and our own HTTP stack's log records."""
+
+import logging
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from loghandlers import JSONHandler
+
+HOST = socket.gethostname()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_ships_its_own_records_under_its_own_source_id(server, make_handler, logger):
+    handler = make_handler(url=server.url, flush_interval=3600, batch_size=1000)
+    logger.addHandler(handler)
+    logger.info("parent before fork")  # still buffered at fork time
+    pid = os.fork()
+    if pid == 0:  # child: log, drain, leave without running the parent's test machinery
+        code = 1
+        try:
+            logger.info("child record")
+            code = 0 if handler.flush(timeout=10) else 2
+            handler.close()
+        finally:
+            os._exit(code)
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 0
+    handler.flush(timeout=10)
+    by_source = {}
+    for event in server.events:
+        by_source.setdefault(event["sourceId"], []).append(event["message"])
+    assert by_source == {
+        f"{HOST}:{pid}": ["child record"],
+        f"{HOST}:{os.getpid()}": ["parent before fork"],
+    }
+
+
+def _child_logs(name):
+    logging.getLogger(name).info("from child %d", os.getpid())
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_multiprocessing_fork_children_ship_on_exit(server, make_handler):
+    """multiprocessing's children leave through os._exit: atexit never runs there."""
+    ctx = multiprocessing.get_context("fork")
+    log = logging.getLogger("mp")
+    log.propagate = False
+    handler = make_handler(url=server.url, flush_interval=3600, batch_size=1000)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        procs = [ctx.Process(target=_child_logs, args=("mp",)) for _ in range(3)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(30)
+        assert [p.exitcode for p in procs] == [0, 0, 0]
+        assert server.wait_for_events(3)
+        sources = sorted(e["sourceId"] for e in server.events)
+        assert sources == sorted(f"{HOST}:{p.pid}" for p in procs)
+        assert all(
+            e["message"] == f"from child {e['sourceId'].split(':')[1]}" for e in server.events
+        )
+    finally:
+        log.removeHandler(handler)
+
+
+def test_atexit_drains_what_the_program_never_flushed(server, tmp_path):
+    script = (
+        "import logging; from loghandlers import JSONHandler;"
+        f"h = JSONHandler(url={server.url!r}, flush_interval=3600, spool_dir={str(tmp_path)!r});"
+        "log = logging.getLogger('bye'); log.addHandler(h); log.setLevel(logging.INFO);"
+        "[log.info('exit %d', i) for i in range(50)]"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert server.wait_for_events(50, timeout=5)
+    assert [e["message"] for e in server.events] == [f"exit {i}" for i in range(50)]
+
+
+def test_urllib3_debug_logs_from_our_worker_are_not_shipped(server, make_handler):
+    root = logging.getLogger()
+    old_level = root.level
+    handler = make_handler(url=server.url, flush_interval=0.05)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        logging.getLogger("app").info("only me")
+        assert handler.flush(timeout=10)
+        logging.getLogger("app").info("and me")
+        assert handler.flush(timeout=10)
+        assert not server.wait_for_requests(3, timeout=0.5)  # no feedback loop
+        assert [e["message"] for e in server.events] == ["only me", "and me"]
+        assert handler.stats()["suppressed"] > 0  # urllib3 did log, on the worker thread
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def test_two_handlers_do_not_ship_each_others_http_logs(make_handler):
+    from tests.faultserver import FaultServer
+
+    with FaultServer() as one, FaultServer() as two:
+        root = logging.getLogger()
+        old_level = root.level
+        first = make_handler(url=one.url)
+        second = make_handler(url=two.url)
+        root.addHandler(first)
+        root.addHandler(second)
+        root.setLevel(logging.DEBUG)
+        try:
+            logging.getLogger("app").info("hello")
+            assert first.flush(timeout=10) and second.flush(timeout=10)
+            assert not one.wait_for_requests(2, timeout=0.5)
+            assert [e["message"] for e in one.events] == ["hello"]
+            assert [e["message"] for e in two.events] == ["hello"]
+        finally:
+            root.removeHandler(first)
+            root.removeHandler(second)
+            root.setLevel(old_level)
