@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from loghandlers import JSONHandler
 from tests.faultserver import FaultServer, hang
 
 

@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-from loghandlers import JSONHandler
-
 HOST = socket.gethostname()
 
 
