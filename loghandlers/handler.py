@@ -24,14 +24,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import options as opts
 from .exporter import Exporter
-from .records import base_fields, capture, default_source_id
+from .records import base_fields, capture, created_of, default_source_id
 from .spool import Spool
 from .status import Reporter, Stats
 from .transport import RetryPolicy, Transport
 from .worker import WORKER_IDENTS, BatchWorker
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
-_DEFAULT_FORMATTER = logging.Formatter()
 _get_ident = threading.get_ident
 
 
@@ -77,7 +76,8 @@ class BatchingHandler(logging.handlers.QueueHandler):
         s = self.settings
         self._buffer: deque = deque(maxlen=s.max_queue_size)
         self._wake = threading.Event()
-        self._wake_at = s.batch_size
+        # wake the worker before the buffer can overflow, even if a batch could hold it all
+        self._wake_at = max(1, min(s.batch_size, s.max_queue_size // 4))
         self._emitted = 0
         self._suppressed = 0
         self._after_close = 0
@@ -122,7 +122,7 @@ class BatchingHandler(logging.handlers.QueueHandler):
         fields = base_fields(snapshot, self.formatter)
         if self._static_fields:
             fields = {**self._static_fields, **fields}
-        return self.service.event(fields, snapshot["created"], self.source_id)
+        return self.service.event(fields, created_of(snapshot), self.source_id)
 
     # ----------------------------------------------------------------- caller side
     def handle(self, record: logging.LogRecord):
@@ -131,16 +131,16 @@ class BatchingHandler(logging.handlers.QueueHandler):
             return False
         return super().handle(record)
 
-    def prepare(self, record: logging.LogRecord) -> dict:
+    def prepare(self, record: logging.LogRecord):
         """The snapshot that goes into the buffer (cheaper than QueueHandler.prepare)."""
-        return capture(record, self.formatter or _DEFAULT_FORMATTER)
+        return capture(record, self.formatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._closed:
             self._after_close += 1
             return
         try:
-            snapshot = capture(record, self.formatter or _DEFAULT_FORMATTER)
+            snapshot = capture(record, self.formatter)
         except Exception:
             self.handleError(record)
             return

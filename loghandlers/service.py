@@ -35,10 +35,16 @@ class Verdict:
     kind: str = ""
 
 
+_second_cache: list = [None, ""]
+
+
 def iso_utc(created: float) -> str:
-    """RFC 3339 UTC with milliseconds: readable and sortable as text."""
-    moment = datetime.datetime.fromtimestamp(created, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """RFC 3339 UTC with milliseconds; the per-second prefix is cached (logs come in bursts)."""
+    second = int(created)
+    if _second_cache[0] != second:
+        moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+        _second_cache[:] = [second, moment.strftime("%Y-%m-%dT%H:%M:%S.")]
+    return f"{_second_cache[1]}{int((created - second) * 1000):03d}Z"
 
 
 class Service:
@@ -89,6 +95,14 @@ class Service:
         return Request(
             self.endpoint(), dumps(events).encode("ascii"), {"Content-Type": self.content_type}
         )
+
+    def attempt_headers(self, request: Request) -> Mapping[str, str]:
+        """Headers that must be fresh on every attempt (e.g. a send-time clock).
+
+        ``encode`` already sets them once; the exporter merges these over the request's
+        headers right before each try, because one encoded request may be re-sent later.
+        """
+        return {}
 
     def judge(self, reply: Reply, events: list, policy: RetryPolicy) -> Verdict:
         """Default reading: 2xx stored, 408/429/5xx retry, any other answer final."""

@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from .exporter import Exporter
-from .records import dumps, safe_repr
+from .records import COMPACT, dumps, safe_repr
 
 #: thread idents of every worker in this process: records they log are never shipped
 WORKER_IDENTS: set = set()
@@ -37,6 +37,7 @@ class BatchWorker(logging.handlers.QueueListener):
         self.min_batch_size = config.min_batch_size
         self.flush_interval = config.flush_interval
         self.max_batch_bytes = config.max_batch_bytes
+        self.wake_at = max(1, min(config.batch_size, config.max_queue_size // 4))
         self.stopping = threading.Event()
         self.taken = 0  # records popped from the buffer (read by the handler for stats)
         self.settled = 0  # popped records whose fate is decided
@@ -120,8 +121,8 @@ class BatchWorker(logging.handlers.QueueListener):
                 with self._requests_lock:
                     target = max(t for t, _ in self._flush_requests)
                 self._drain(until=target)
-            elif len(self.buffer) >= self.batch_size:
-                while len(self.buffer) >= self.batch_size and not self._interrupted():
+            elif len(self.buffer) >= self.wake_at:
+                while len(self.buffer) >= self.wake_at and not self._interrupted():
                     self._ship()
             elif timed and len(self.buffer) >= self.min_batch_size:
                 self._drain(until=None)
@@ -193,11 +194,13 @@ class BatchWorker(logging.handlers.QueueListener):
                 self.settled += len(snapshots)
         self._answer_flushes()
 
-    def _convert_one(self, snapshot: dict) -> dict:
+    def _convert_one(self, snapshot) -> dict:
         try:
             return self.convert(snapshot)
         except Exception as exc:  # a formatter or mapping bug: ship what we can say
             self.exporter.reporter.error("convert", f"{type(exc).__name__}: {exc}")
+            if type(snapshot) is tuple:
+                snapshot = dict(zip(COMPACT, snapshot))
             return {
                 "message": str(snapshot.get("message", "")),
                 "level": snapshot.get("levelname"),

@@ -14,7 +14,7 @@ from ..service import Service
 class JSONService(Service):
     name = "json"
     env = "JSON"
-    defaults = {"batch_size": 1000, "max_batch_bytes": 5 * 1024 * 1024, "compression": "none"}
+    defaults = {"batch_size": 5000, "max_batch_bytes": 5 * 1024 * 1024, "compression": "none"}
 
     def validate(self) -> None:
         if not self.settings.url:
