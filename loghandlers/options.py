@@ -121,7 +121,7 @@ COMMON = (
     Option("max_queue_size", _number(int, 1), 10000, "buffered records before dropping oldest"),
     Option("timeout", _number(float, 0.001), 30.0, "per-request network timeout, seconds"),
     Option("compression", choice("gzip", "none"), "none", "request body compression"),
-    Option("compression_level", _number(int, 1, 9), 6, "gzip level (1 fastest, 9 smallest)"),
+    Option("compression_level", _number(int, 1, 9), 1, "gzip level (1 fastest, 9 smallest)"),
     Option("retries", _number(int, 0, 100), 4, "retries after the first attempt"),
     Option("backoff", _number(float, 0.0), 0.5, "base backoff seconds, doubled per retry"),
     Option("max_backoff", _number(float, 0.0), 30.0, "cap on one backoff or Retry-After wait"),

@@ -35,16 +35,18 @@ class Verdict:
     kind: str = ""
 
 
-_second_cache: list = [None, ""]
+_second_cache: list = [(None, "")]  # one slot, replaced whole: safe across worker threads
 
 
 def iso_utc(created: float) -> str:
     """RFC 3339 UTC with milliseconds; the per-second prefix is cached (logs come in bursts)."""
     second = int(created)
-    if _second_cache[0] != second:
+    cached = _second_cache[0]
+    if cached[0] != second:
         moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
-        _second_cache[:] = [second, moment.strftime("%Y-%m-%dT%H:%M:%S.")]
-    return f"{_second_cache[1]}{int((created - second) * 1000):03d}Z"
+        cached = (second, moment.strftime("%Y-%m-%dT%H:%M:%S."))
+        _second_cache[0] = cached
+    return f"{cached[1]}{int((created - second) * 1000):03d}Z"
 
 
 class Service:
