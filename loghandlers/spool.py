@@ -24,6 +24,7 @@ from .records import dumps
 FORMAT = "loghandlers-spool/1"
 SUFFIX = ".json"
 CLAIM = ".sending."
+IDENTITY_FILE = "identity.json"
 
 
 def identity_key(service: str, identity: str) -> str:
@@ -39,6 +40,7 @@ class Spool:
 
     def __init__(self, root: str, service: str, identity: str, max_bytes: int):
         self.service = service
+        self.identity = identity
         self.directory = os.path.join(root, f"{service}-{identity_key(service, identity)}")
         self.max_bytes = max_bytes
         self._seq = itertools.count()
@@ -54,8 +56,21 @@ class Spool:
         os.makedirs(os.path.dirname(self.directory), mode=0o700, exist_ok=True)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         os.chmod(self.directory, 0o700)
+        self._describe()
         self._return_abandoned_claims()
         self._ready = True
+
+    def _describe(self) -> None:
+        """identity.json says whose spool this is (for ``loghandlers replay``); no secrets."""
+        path = os.path.join(self.directory, IDENTITY_FILE)
+        if os.path.exists(path):
+            return
+        data = json.dumps({"service": self.service, "identity": self.identity}).encode()
+        temporary = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
 
     def _return_abandoned_claims(self) -> None:
         for name in os.listdir(self.directory):
@@ -135,7 +150,9 @@ class Spool:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if n.endswith(SUFFIX) and not n.startswith("."))
+        return sorted(
+            n for n in names if n.endswith(SUFFIX) and not n.startswith(".") and n != IDENTITY_FILE
+        )
 
     def has_pending(self) -> bool:
         return bool(self.pending())
@@ -180,6 +197,16 @@ class Spool:
     def summary(self) -> dict[str, Any]:
         files = self._files_with_sizes()
         return {"files": len(files), "bytes": sum(size for _, size in files)}
+
+
+def read_identity(directory: str) -> dict | None:
+    """What identity.json in a spool directory says, or None."""
+    try:
+        with open(os.path.join(directory, IDENTITY_FILE), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _pid_alive(pid: int) -> bool:
