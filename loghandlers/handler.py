@@ -16,6 +16,7 @@ import atexit
 import logging
 import logging.handlers
 import os
+import signal
 import threading
 import time
 import weakref
@@ -68,6 +69,8 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self._callbacks: list = []
         self._build()
         _LIVE.add(self)
+        if self.settings.handle_sigterm:
+            _drain_on_sigterm()
         self._start_worker()
 
     # ----------------------------------------------------------------- wiring
@@ -235,6 +238,28 @@ def _close_all() -> None:
             handler._finish_close()
         except Exception:
             pass
+
+
+def _drain_on_sigterm() -> None:
+    """Make a plain SIGTERM drain the handlers before the process dies.
+
+    Only when nobody else handles SIGTERM (a server like gunicorn installs its own and exits
+    through sys.exit, which runs atexit anyway) and only from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _drain_then_die)
+    except (ValueError, OSError, AttributeError):
+        pass
+
+
+def _drain_then_die(signum, frame) -> None:
+    """Drain within close_timeout, then die of the same signal as if we had not been here."""
+    _close_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _after_fork_in_child() -> None:

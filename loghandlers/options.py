@@ -130,6 +130,7 @@ COMMON = (
     Option("spool_mode", choice("fallback", "always"), "fallback", "spool only failures, or all"),
     Option("close_timeout", _number(float, 0.0), 5.0, "seconds close() may drain"),
     Option("verify", parse_bool, True, "verify TLS certificates"),
+    Option("handle_sigterm", parse_bool, True, "drain before dying of an unhandled SIGTERM"),
     Option("static_fields", mapping, None, "fields added to every event"),
 )
 

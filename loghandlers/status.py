@@ -22,7 +22,7 @@ class Stats:
     """Worker-side counters; the handler adds emitted/dropped/queued when asked."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a signal handler may drain mid-update
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.counts.update(batches=0, spool_dropped=0, truncated=0)
         self.errors: Counter = Counter()

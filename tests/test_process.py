@@ -123,3 +123,22 @@ def test_two_handlers_do_not_ship_each_others_http_logs(make_handler):
             root.removeHandler(first)
             root.removeHandler(second)
             root.setLevel(old_level)
+
+
+def test_sigterm_mid_stream_drains_before_dying(server, tmp_path):
+    script = (
+        "import logging, os, signal, sys, time; from loghandlers import JSONHandler;"
+        f"h = JSONHandler(url={server.url!r}, flush_interval=3600, spool_dir={str(tmp_path)!r});"
+        "log = logging.getLogger('term'); log.addHandler(h); log.setLevel(logging.INFO);"
+        "[log.info('term %d', i) for i in range(500)];"
+        "print('ready', flush=True); time.sleep(30)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.terminate()
+        assert proc.wait(timeout=30) == -15  # still dies of SIGTERM, as without us
+    finally:
+        proc.kill()
+    assert server.wait_for_events(500, timeout=5)
+    assert [e["message"] for e in server.events] == [f"term {i}" for i in range(500)]
