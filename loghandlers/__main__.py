@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from . import options as opts
 from .cli_collect import add_collect_parser, add_events_parser
 from .handler import BatchingHandler
-from .spool import read_identity
+from .spool import Spool, read_identity
 
 
 def handler_classes() -> dict:
@@ -162,7 +162,7 @@ def run_replay(args) -> int:
             print(f"{entry}: {len(files)} batches waiting; configure {cls.__name__} first: {exc}")
             left_total += len(files)
             continue
-        if service.identity() != described.get("identity"):
+        if Spool(root, service.name, service.identity(), 0).directory != directory:
             print(
                 f"{entry}: {len(files)} batches for another endpoint than the configured one, skipped"
             )

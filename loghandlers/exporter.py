@@ -204,6 +204,9 @@ class Exporter:
             )
             started = time.monotonic()
             try:
+                fresh = self.service.attempt_headers(request)
+                if fresh:
+                    headers = {**headers, **fresh}
                 reply = self.transport.send(request, body, headers, self._timeout())
                 verdict = judge(reply)
             except requests.RequestException as exc:

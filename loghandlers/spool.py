@@ -38,9 +38,9 @@ class SpoolError(Exception):
 class Spool:
     """One identity's directory of undelivered batches."""
 
-    def __init__(self, root: str, service: str, identity: str, max_bytes: int):
+    def __init__(self, root: str, service: str, identity: str, max_bytes: int, label: str = ""):
         self.service = service
-        self.identity = identity
+        self.label = label  # for people: the endpoint without credentials
         self.directory = os.path.join(root, f"{service}-{identity_key(service, identity)}")
         self.max_bytes = max_bytes
         self._seq = itertools.count()
@@ -61,11 +61,12 @@ class Spool:
         self._ready = True
 
     def _describe(self) -> None:
-        """identity.json says whose spool this is (for ``loghandlers replay``); no secrets."""
+        """identity.json tells a person whose spool this is; the directory name (a hash of
+        the identity) is what handlers match on, so no credential is ever written."""
         path = os.path.join(self.directory, IDENTITY_FILE)
         if os.path.exists(path):
             return
-        data = json.dumps({"service": self.service, "identity": self.identity}).encode()
+        data = json.dumps({"service": self.service, "endpoint": self.label}).encode()
         temporary = f"{path}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:

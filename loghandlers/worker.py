@@ -100,23 +100,27 @@ class BatchWorker(logging.handlers.QueueListener):
 
     # ----------------------------------------------------------------- loop
     def _run(self) -> None:
-        exporter = self.exporter
-        if exporter.spool_pending:
-            exporter.replay()
-        next_timed = time.monotonic() + self.flush_interval
-        while True:
+        if self.exporter.spool_pending:
+            self.exporter.replay()
+        self._next_timed = time.monotonic() + self.flush_interval
+        while not self._step():
+            pass
+
+    def _step(self) -> bool:
+        """One wake-up's work; True when the worker is done. A bug here is reported, and
+        the loop goes on: a dead worker would silently drop everything after it."""
+        try:
             if (
                 not self.stopping.is_set()
-                and len(self.buffer) < self.batch_size
+                and len(self.buffer) < self.wake_at
                 and not self._flush_requests
             ):
-                self.wake.wait(max(0.0, next_timed - time.monotonic()))
+                self.wake.wait(max(0.0, self._next_timed - time.monotonic()))
             self.wake.clear()
             if self.stopping.is_set():
                 self._drain(until=None)
-                return
-            now = time.monotonic()
-            timed = now >= next_timed
+                return True
+            timed = time.monotonic() >= self._next_timed
             if self._flush_requests:
                 with self._requests_lock:
                     target = max(t for t, _ in self._flush_requests)
@@ -127,9 +131,13 @@ class BatchWorker(logging.handlers.QueueListener):
             elif timed and len(self.buffer) >= self.min_batch_size:
                 self._drain(until=None)
             if timed:
-                next_timed = time.monotonic() + self.flush_interval
-                if exporter.spool_pending and not exporter._held():
-                    exporter.replay()
+                self._next_timed = time.monotonic() + self.flush_interval
+                if self.exporter.spool_pending and not self.exporter._held():
+                    self.exporter.replay()
+        except Exception as exc:
+            self.exporter.reporter.error("worker", f"{type(exc).__name__}: {exc}")
+            self.stopping.wait(0.1)  # don't spin on a persistent fault
+        return False
 
     def _interrupted(self) -> bool:
         return self.stopping.is_set() or bool(self._flush_requests)
