@@ -83,7 +83,16 @@ def capture(record: logging.LogRecord, exc_formatter: logging.Formatter | None):
 
 
 #: field order of a compact snapshot (see :func:`capture`)
-COMPACT = ("message", "levelname", "name", "created", "exc_text", "stack_info", "extras", "msg_dict")
+COMPACT = (
+    "message",
+    "levelname",
+    "name",
+    "created",
+    "exc_text",
+    "stack_info",
+    "extras",
+    "msg_dict",
+)
 _PLAIN = logging.Formatter()
 
 
@@ -142,7 +151,11 @@ def base_fields(snapshot, formatter: logging.Formatter | None) -> dict:
     """
     if type(snapshot) is tuple:
         message, level, logger, _, exc_text, stack_info, extras, msg_dict = snapshot
-        fields = {"message": "" if msg_dict is not None else message, "level": level, "logger": logger}
+        fields = {
+            "message": "" if msg_dict is not None else message,
+            "level": level,
+            "logger": logger,
+        }
         if msg_dict is not None:
             fields.update(msg_dict)
         if exc_text:
