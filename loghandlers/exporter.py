@@ -67,13 +67,16 @@ class Exporter:
         if self._held():
             self._settle_unsent(events, spooled_name)
             return
-        outcome = self._send(events, request)
+        outcome, pending = self._send(events, request)
         if outcome == DELIVERED:
             self.last_delivered = True
             if spooled_name:
                 self.spool.remove(spooled_name)
-        else:
-            self._settle_unsent(events, spooled_name, outcome)
+            return
+        if spooled_name and len(pending) != len(events):  # keep only what is still good
+            self.spool.remove(spooled_name)
+            spooled_name = None
+        self._settle_unsent(pending, spooled_name, outcome)
 
     def keep(self, events: list):
         """Spool ``events`` now, without trying (close() ran out of time); returns the file."""
@@ -106,13 +109,15 @@ class Exporter:
             if claimed is None:
                 continue
             path, events = claimed
-            outcome = self._send(events)
+            outcome, pending = self._send(events)
             if outcome == DELIVERED:
                 self.spool.remove(path)
-                self.stats.add(replayed=len(events))
+                self.stats.add(replayed=len(pending))
             elif outcome == REJECTED:
                 self.spool.remove(path)  # counted as rejected by _send
             else:
+                if len(pending) != len(events):
+                    self.spool.rewrite(path, pending)
                 self.spool.release(path)
                 return False
         self.spool_pending = False
@@ -175,11 +180,15 @@ class Exporter:
             self.setup_done = True
         return outcome
 
-    def _send(self, events: list, request=None) -> str:
-        """Try until delivered, rejected, or out of retries; returns the outcome."""
+    def _send(self, events: list, request=None) -> tuple:
+        """Try until delivered, rejected, or out of retries.
+
+        Returns the outcome and the events it applies to: after a partial rejection only
+        the good events are still pending, and only they may be spooled.
+        """
         setup = self._ensure_setup()
         if setup != DELIVERED:
-            return HOLD if setup == REJECTED else setup
+            return (HOLD if setup == REJECTED else setup), events
         while True:
             if request is None:
                 request = self.service.encode(events)
@@ -191,9 +200,9 @@ class Exporter:
             if isinstance(outcome, list):  # some events were bad: resend the rest at once
                 events, request = outcome, None
                 if not events:
-                    return DELIVERED
+                    return DELIVERED, events
                 continue
-            return outcome
+            return outcome, events
 
     def _attempts(self, request, events: list, judge):
         body, headers = self.transport.compress(request)

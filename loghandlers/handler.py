@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import options as opts
 from .exporter import Exporter
-from .records import base_fields, capture, created_of, default_source_id
+from .records import base_fields, capture, created_of, default_source_id, minimal_fields
 from .spool import Spool
 from .status import Reporter, Stats
 from .transport import RetryPolicy, Transport
@@ -121,8 +121,12 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self._started = True
         self._worker.start()
 
-    def _convert(self, snapshot: dict) -> dict:
-        fields = base_fields(snapshot, self.formatter)
+    def _convert(self, snapshot) -> dict:
+        try:
+            fields = base_fields(snapshot, self.formatter)
+        except Exception as exc:  # a user formatter that raised: keep the record anyway
+            self._reporter.error("formatter", f"{type(exc).__name__}: {exc}")
+            fields = minimal_fields(snapshot, exc)
         if self._static_fields:
             fields = {**self._static_fields, **fields}
         return self.service.event(fields, created_of(snapshot), self.source_id)

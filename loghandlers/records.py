@@ -188,6 +188,18 @@ def base_fields(snapshot, formatter: logging.Formatter | None) -> dict:
     return fields
 
 
+def minimal_fields(snapshot, exc: BaseException) -> dict:
+    """What any snapshot can still say when building its fields failed."""
+    if type(snapshot) is tuple:
+        snapshot = dict(zip(COMPACT, snapshot))
+    return {
+        "message": str(snapshot.get("message", "")),
+        "level": snapshot.get("levelname"),
+        "logger": snapshot.get("name"),
+        "conversion_error": f"{type(exc).__name__}: {safe_repr(exc)}",
+    }
+
+
 def _fields_from_json_formatter(snapshot: dict, formatter) -> dict:
     record = as_record(snapshot)
     message_dict: dict = {}

@@ -178,6 +178,16 @@ class Spool:
             raise SpoolError(f"unreadable spool file {name}: {exc}") from None
         return claimed, events
 
+    def rewrite(self, claimed: str, events: list) -> None:
+        """Replace a claimed batch's events (some were rejected for good), keeping its place."""
+        header = {"format": FORMAT, "service": self.service, "events": len(events)}
+        data = (json.dumps(header) + "\n" + dumps(events) + "\n").encode("utf-8")
+        temporary = f"{claimed}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, claimed)
+
     def release(self, claimed: str) -> None:
         """Put a claimed batch back (its send failed)."""
         base = claimed.rpartition(CLAIM)[0]

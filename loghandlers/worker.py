@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from .exporter import Exporter
-from .records import COMPACT, dumps, safe_repr
+from .records import dumps, minimal_fields
 
 #: thread idents of every worker in this process: records they log are never shipped
 WORKER_IDENTS: set = set()
@@ -205,16 +205,9 @@ class BatchWorker(logging.handlers.QueueListener):
     def _convert_one(self, snapshot) -> dict:
         try:
             return self.convert(snapshot)
-        except Exception as exc:  # a formatter or mapping bug: ship what we can say
+        except Exception as exc:  # the service's mapping failed: ship what we can say
             self.exporter.reporter.error("convert", f"{type(exc).__name__}: {exc}")
-            if type(snapshot) is tuple:
-                snapshot = dict(zip(COMPACT, snapshot))
-            return {
-                "message": str(snapshot.get("message", "")),
-                "level": snapshot.get("levelname"),
-                "logger": snapshot.get("name"),
-                "conversion_error": f"{type(exc).__name__}: {safe_repr(exc)}",
-            }
+            return minimal_fields(snapshot, exc)
 
     def _fit(self, events: list):
         """Split a batch whose body would exceed ``max_batch_bytes``; shrink lone giants."""

@@ -231,3 +231,28 @@ def test_spool_size_cap_drops_oldest_batches_and_counts_them(tmp_path, logger):
         assert stats["spooled"] == 20
     finally:
         handler.close()
+
+
+def test_after_a_partial_rejection_only_the_good_events_are_spooled(tmp_path, logger):
+    from loghandlers import SamsaraHandler
+
+    with FaultServer(default=status(500)) as server:
+        server.push(
+            status(400, body=json.dumps(["OK", "timestamp must be an integer", "OK"]).encode())
+        )
+        handler = SamsaraHandler(
+            url=server.url, spool_dir=str(tmp_path), retries=0, flush_interval=3600, batch_size=3
+        )
+        logger.addHandler(handler)
+        for word in ("good", "bad", "fine"):
+            logger.info(word)
+        assert handler.flush(timeout=10)
+        handler._exporter.hold_until = 0
+        stats = handler.stats()
+        assert stats["rejected"] == 1 and stats["spooled"] == 2
+        server.default = status(202)
+        logger.info("later")
+        assert handler.flush(timeout=10)
+        handler.close()
+    delivered = [e["message"] for e in server.events]
+    assert delivered == ["good", "fine", "later"]
