@@ -109,10 +109,9 @@ class Exporter:
             if claimed is None:
                 continue
             path, events = claimed
-            outcome, pending = self._send(events)
+            outcome, pending = self._send(events, replay=True)
             if outcome == DELIVERED:
                 self.spool.remove(path)
-                self.stats.add(replayed=len(pending))
             elif outcome == REJECTED:
                 self.spool.remove(path)  # counted as rejected by _send
             else:
@@ -174,37 +173,47 @@ class Exporter:
             return DELIVERED
         request = self.service.setup_request()
         outcome = self._attempts(
-            request, [], lambda reply: self.service.judge_setup(reply, self.policy)
+            request, [], lambda reply: self.service.judge_setup(reply, self.policy), {}
         )
         if outcome == DELIVERED:
             self.setup_done = True
         return outcome
 
-    def _send(self, events: list, request=None) -> tuple:
+    def _send(self, events: list, request=None, replay: bool = False) -> tuple:
         """Try until delivered, rejected, or out of retries.
 
         Returns the outcome and the events it applies to: after a partial rejection only
-        the good events are still pending, and only they may be spooled.
+        the good events are still pending, and only they may be spooled. Fresh batches
+        count as sent/rejected, spooled ones as replayed/replay_rejected, so that
+        ``emitted == sent + rejected + failed + spooled + dropped + queued + in_flight``.
         """
         setup = self._ensure_setup()
         if setup != DELIVERED:
             return (HOLD if setup == REJECTED else setup), events
-        while True:
-            if request is None:
-                request = self.service.encode(events)
-            outcome = self._attempts(
-                request,
-                events,
-                lambda reply, ev=events: self.service.judge(reply, ev, self.policy),
-            )
-            if isinstance(outcome, list):  # some events were bad: resend the rest at once
-                events, request = outcome, None
-                if not events:
-                    return DELIVERED, events
-                continue
-            return outcome, events
+        counts = {"delivered": 0, "rejected": 0}
+        try:
+            while True:
+                if request is None:
+                    request = self.service.encode(events)
+                outcome = self._attempts(
+                    request,
+                    events,
+                    lambda reply, ev=events: self.service.judge(reply, ev, self.policy),
+                    counts,
+                )
+                if isinstance(outcome, list):  # some events were bad: resend the rest now
+                    events, request = outcome, None
+                    if not events:
+                        return DELIVERED, events
+                    continue
+                return outcome, events
+        finally:
+            if replay:
+                self.stats.add(replayed=counts["delivered"], replay_rejected=counts["rejected"])
+            else:
+                self.stats.add(sent=counts["delivered"], rejected=counts["rejected"])
 
-    def _attempts(self, request, events: list, judge):
+    def _attempts(self, request, events: list, judge, counts: dict):
         body, headers = self.transport.compress(request)
         retry = 0
         while True:
@@ -225,11 +234,11 @@ class Exporter:
                 return HOLD
             if verdict.outcome == DELIVERED:
                 if verdict.rejected:
-                    self.stats.add(rejected=verdict.rejected)
+                    counts["rejected"] = counts.get("rejected", 0) + verdict.rejected
                     self.reporter.error(
                         verdict.kind or "rejected", verdict.reason, verdict.rejected
                     )
-                self.stats.add(sent=len(events) - verdict.rejected)
+                counts["delivered"] = counts.get("delivered", 0) + len(events) - verdict.rejected
                 self.reporter.fire(
                     "flush",
                     {
@@ -240,13 +249,13 @@ class Exporter:
                 )
                 return DELIVERED
             if verdict.resend is not None:
-                self.stats.add(rejected=len(events) - len(verdict.resend))
+                counts["rejected"] = counts.get("rejected", 0) + len(events) - len(verdict.resend)
                 self.reporter.error(
                     verdict.kind or "rejected", verdict.reason, len(events) - len(verdict.resend)
                 )
                 return list(verdict.resend)
             if verdict.outcome == REJECTED:
-                self.stats.add(rejected=len(events))
+                counts["rejected"] = counts.get("rejected", 0) + len(events)
                 self.reporter.error(verdict.kind or "rejected", verdict.reason, len(events))
                 return REJECTED
             if verdict.outcome == HOLD:

@@ -24,7 +24,7 @@ class Stats:
     def __init__(self):
         self._lock = threading.RLock()  # reentrant: a signal handler may drain mid-update
         self.counts = dict.fromkeys(COUNTERS, 0)
-        self.counts.update(batches=0, spool_dropped=0, truncated=0)
+        self.counts.update(batches=0, spool_dropped=0, truncated=0, replay_rejected=0)
         self.errors: Counter = Counter()
 
     def add(self, **amounts: int) -> None:
