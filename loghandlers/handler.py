@@ -151,6 +151,10 @@ class BatchingHandler(logging.handlers.QueueHandler):
         except Exception:
             self.handleError(record)
             return
+        self.enqueue(snapshot)
+
+    def enqueue(self, snapshot) -> None:
+        """Append to the bounded buffer (its oldest entry falls out when full)."""
         self._emitted += 1
         buffer = self._buffer
         buffer.append(snapshot)
