@@ -62,6 +62,8 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self.setLevel(level)
         self.queue = None  # records live in self._buffer; see the class docstring
         self._closed = False
+        self._finished = False
+        self._close_deadline: float | None = None
         self._started = False
         self._default_source = self.settings.source_id is None
         self.source_id = self.settings.source_id or default_source_id()
@@ -182,22 +184,23 @@ class BatchingHandler(logging.handlers.QueueHandler):
 
     def _begin_close(self, timeout: float | None = None) -> None:
         if self._closed:
-            self._close_deadline = None
-            return
+            return  # a drain is under way or done: a second close waits for it, below
         self._closed = True
         limit = self.settings.close_timeout if timeout is None else timeout
         self._close_deadline = time.monotonic() + limit
         self._worker.begin_stop(self._close_deadline)
 
     def _finish_close(self) -> None:
-        deadline = getattr(self, "_close_deadline", None)
-        if deadline is not None:
-            self._close_deadline = None
-            if self._started:
-                self._worker.finish_stop(deadline)
+        """Wait for the drain until its deadline. Safe to re-enter (a SIGTERM arriving
+        during the atexit drain waits for that drain instead of cutting it short)."""
+        deadline = self._close_deadline
+        if deadline is not None and self._started:
+            self._worker.finish_stop(deadline)
+        if not self._finished:
+            self._finished = True
             self._transport.close()
             _LIVE.discard(self)
-        super().close()
+            super().close()
 
     def on(self, event: str, callback) -> None:
         """Call ``callback(info: dict)`` on "send" (before a request), "flush" (after one

@@ -178,10 +178,7 @@ def base_fields(snapshot, formatter: logging.Formatter | None) -> dict:
     fields["level"], fields["logger"] = snapshot["levelname"], snapshot["name"]
     if isinstance(msg, dict):
         fields.update(msg)
-    if snapshot.get("exc_text"):
-        fields["exc_info"] = snapshot["exc_text"]
-    if snapshot.get("stack_info"):
-        fields["stack_info"] = snapshot["stack_info"]
+    # no exc_info/stack_info fields here: the Formatter's text already ends with them
     extras = extra_fields(snapshot)
     if extras:
         fields.update(extras)

@@ -43,7 +43,7 @@ class BatchWorker(logging.handlers.QueueListener):
         self.settled = 0  # popped records whose fate is decided
         self._flush_requests: list = []
         self._requests_lock = threading.Lock()
-        self._handoff = threading.Lock()  # guards the batch in flight against close()
+        self._handoff = threading.RLock()  # guards the batch in flight against close()
         self._inflight: list | None = None
         self._inflight_copy: str | None = None
         self.abandoned = False
@@ -229,6 +229,8 @@ class BatchWorker(logging.handlers.QueueListener):
     def _abandon(self) -> None:
         """Spool the batch in flight and the rest of the buffer; the worker stops taking."""
         with self._handoff:
+            if self.abandoned:
+                return  # re-entered (a signal during the first abandon)
             self.abandoned = True
             if self._inflight:
                 self._inflight_copy = self.exporter.keep(self._inflight)

@@ -150,3 +150,18 @@ def test_dumps_is_strict_for_any_value():
         "x": ["NaN", "Infinity", {"1": [2, 3]}],
         "y": "<unrepresentable Unprintable>",
     }
+
+
+def test_a_plain_formatter_writes_the_message_and_its_traceback_once(server, make_handler, logger):
+    handler = make_handler(url=server.url)
+    handler.setFormatter(logging.Formatter("%(name)s| %(message)s"))
+    logger.addHandler(handler)
+    try:
+        raise ValueError("nope")
+    except ValueError:
+        logger.exception("failed")
+    assert handler.flush(timeout=10)
+    event = server.events[0]
+    assert event["message"].startswith(f"{logger.name}| failed\nTraceback")
+    assert event["message"].count("ValueError: nope") == 1
+    assert "exc_info" not in event

@@ -142,3 +142,27 @@ def test_sigterm_mid_stream_drains_before_dying(server, tmp_path):
         proc.kill()
     assert server.wait_for_events(500, timeout=5)
     assert [e["message"] for e in server.events] == [f"term {i}" for i in range(500)]
+
+
+def test_sigterm_during_the_exit_drain_waits_for_it(tmp_path):
+    """``with Pool()`` sends SIGTERM to children that are already draining at exit."""
+    from tests.faultserver import FaultServer, slow
+
+    with FaultServer(default=slow(0.25, b"ok")) as server:  # 0.5 s per request
+        script = (
+            "import logging, sys; from loghandlers import JSONHandler;"
+            f"h = JSONHandler(url={server.url!r}, batch_size=1, flush_interval=3600,"
+            f" close_timeout=10, spool_dir={str(tmp_path)!r});"
+            "log = logging.getLogger('drain'); log.addHandler(h); log.setLevel(logging.INFO);"
+            "[log.info('d%d', i) for i in range(6)]; print('exiting', flush=True)"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "exiting"
+            assert server.wait_for_requests(2, timeout=10)  # the exit drain is under way
+            proc.terminate()
+            assert proc.wait(timeout=30) == -15
+        finally:
+            proc.kill()
+        assert server.wait_for_events(6, timeout=5)
+        assert [e["message"] for e in server.events] == [f"d{i}" for i in range(6)]
