@@ -10,9 +10,10 @@ pools, then prints, per source id ("<hostname>:<pid>"), what arrived:
 * spawn (and forkserver): each child is a fresh interpreter that inherits no handler;
   configure logging in the pool's ``initializer``. The child drains at exit as usual.
 
-Either way, end a pool with ``close()`` then ``join()``: the children finish their tasks
-and exit normally, delivering what they logged. Leaving a ``with Pool(...)`` block calls
-``terminate()`` instead, which SIGTERMs the children and can cut their delivery short.
+End a pool with ``close()`` then ``join()`` so the children finish their tasks and exit
+normally. Leaving a ``with Pool(...)`` block calls ``terminate()`` instead, which SIGTERMs
+the children: loghandlers then drains each child (within ``close_timeout``) before it dies,
+but tasks still queued are not run.
 
     python examples/multiprocessing_example.py
 """
