@@ -6,10 +6,10 @@ from .services.json import JSONHandler
 from .services.kronos import KronosHandler
 from .services.panoply import PanoplyHandler
 from .services.samsara import SamsaraHandler
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "BatchingHandler",
     "InitialStateHandler",
     "JSONHandler",

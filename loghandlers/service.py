@@ -8,6 +8,7 @@ spools; those are shared (see :mod:`loghandlers.worker` and :mod:`loghandlers.ex
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -47,6 +48,26 @@ def iso_utc(created: float) -> str:
         cached = (second, moment.strftime("%Y-%m-%dT%H:%M:%S."))
         _second_cache[0] = cached
     return f"{cached[1]}{int((created - second) * 1000):03d}Z"
+
+
+def pack_chunks(events: list, max_bytes: int, overhead: int, chunk, request_of):
+    """Pack events into requests by bytes in one pass, for encodings made per event:
+    ``chunk(event)`` is its text on the wire, ``request_of(chunks)`` the request around
+    them, ``overhead`` that request's size without any chunk."""
+    part, chunks, size = [], [], overhead
+    for event in events:
+        text = chunk(event)
+        if overhead + len(text) > max_bytes:
+            yield [event], None  # alone over the limit: the worker shrinks it
+            continue
+        if size + len(text) > max_bytes:
+            yield part, request_of(chunks)
+            part, chunks, size = [], [], overhead
+        part.append(event)
+        chunks.append(text)
+        size += len(text)
+    if part:
+        yield part, request_of(chunks)
 
 
 class Service:
@@ -97,6 +118,26 @@ class Service:
         return Request(
             self.endpoint(), dumps(events).encode("ascii"), {"Content-Type": self.content_type}
         )
+
+    def pack(self, events: list, max_bytes: int):
+        """Yield ``(events, request)`` pairs whose bodies fit ``max_bytes``.
+
+        Encodes the whole batch in one call (cheapest when it fits, as it usually does) and
+        splits it only when it doesn't; a lone event over the limit comes back with
+        ``request=None`` for the worker to shrink. A service whose encoding is per event
+        (Panoply) packs by bytes in one pass instead.
+        """
+        request = self.encode(events)
+        size = len(request.body)
+        if size <= max_bytes:
+            yield events, request
+        elif len(events) == 1:
+            yield events, None
+        else:
+            parts = min(len(events), math.ceil(size / max_bytes * 1.1))
+            step = math.ceil(len(events) / parts)
+            for start in range(0, len(events), step):
+                yield from self.pack(events[start : start + step], max_bytes)
 
     def attempt_headers(self, request: Request) -> Mapping[str, str]:
         """Headers that must be fresh on every attempt (e.g. a send-time clock).

@@ -210,20 +210,12 @@ class BatchWorker(logging.handlers.QueueListener):
             return minimal_fields(snapshot, exc)
 
     def _fit(self, events: list):
-        """Split a batch whose body would exceed ``max_batch_bytes``; shrink lone giants."""
+        """Requests within ``max_batch_bytes`` (the service packs); shrink lone giants."""
         service = self.exporter.service
-        request = service.encode(events)
-        size = len(request.body)
-        if size <= self.max_batch_bytes:
-            yield events, request
-            return
-        if len(events) == 1:
-            yield [shrink(events[0], service, self.max_batch_bytes, self.exporter)], None
-            return
-        parts = min(len(events), math.ceil(size / self.max_batch_bytes * 1.1))
-        step = math.ceil(len(events) / parts)
-        for start in range(0, len(events), step):
-            yield from self._fit(events[start : start + step])
+        for part, request in service.pack(events, self.max_batch_bytes):
+            if request is None:  # one event alone is over the limit
+                part = [shrink(part[0], service, self.max_batch_bytes, self.exporter)]
+            yield part, request
 
     # ----------------------------------------------------------------- close() ran out of time
     def _abandon(self) -> None:

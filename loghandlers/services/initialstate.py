@@ -29,6 +29,7 @@ from ..options import Option, optional_text, text
 from ..records import dumps
 from ..service import HOLD, Service, Verdict
 from ..transport import Request
+from ..version import __version__
 
 MAX_KEY = 250
 EPOCH = ""  # the record's slot for its epoch; Initial State keys are never empty
@@ -63,7 +64,7 @@ class InitialStateService(Service):
         Option("bucket_name", optional_text, None, "the bucket's display name; default bucket_key"),
         Option("key", optional_text, None, 'message key; default logger name; extra "key" wins'),
     )
-    defaults = {"url": "https://groker.init.st", "compression": "none", "batch_size": 200}
+    defaults = {"url": "https://groker.init.st", "compression": "none", "batch_size": 1000}
     identity_options = ("bucket_key",)
 
     def validate(self) -> None:
@@ -85,8 +86,6 @@ class InitialStateService(Service):
         return self.base() + "/api/events"
 
     def _headers(self) -> dict:
-        from .. import __version__
-
         return {
             "Content-Type": "application/json",
             "User-Agent": f"loghandlers/{__version__}",

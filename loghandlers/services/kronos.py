@@ -21,6 +21,7 @@ were stored: the events the server did not insert are counted as rejected (with 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import re
 from collections import Counter
@@ -30,13 +31,16 @@ from ..options import Option, optional_text
 from ..records import dumps
 from ..service import DELIVERED, RETRY, Service, Verdict
 from ..transport import Request
+from ..version import __version__
 
 MAX_STREAM = 2048
 STREAM = "@stream"
 _NOT_STREAM = re.compile(r"[^\w\-.]", re.ASCII)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+LIBRARY = {"version": __version__, "name": "loghandlers"}  # shared: read-only
 
 
+@functools.lru_cache(maxsize=1024)
 def stream_name(name) -> str:
     return _NOT_STREAM.sub("_", str(name))[:MAX_STREAM]
 
@@ -64,7 +68,7 @@ class KronosService(Service):
         Option("namespace", optional_text, None, "kronos namespace; default the server's"),
         Option("stream", optional_text, None, 'default the logger name; extra "stream" wins'),
     )
-    defaults = {"compression": "none"}
+    defaults = {"compression": "none", "batch_size": 5000}
     identity_options = ("namespace",)
 
     def validate(self) -> None:
@@ -80,13 +84,8 @@ class KronosService(Service):
         return stream_name(self.settings.stream or fields.get("logger") or "log")
 
     def event(self, fields: dict, created: float, source_id: str) -> dict:
-        from .. import __version__
-
         stream = fields.get("stream")
-        event = {
-            "@time": kronos_time(fields.get("@time"), created),
-            "@library": {"version": __version__, "name": "loghandlers"},
-        }
+        event = {"@time": kronos_time(fields.get("@time"), created), "@library": LIBRARY}
         event.update((k, v) for k, v in fields.items() if k != "stream" and k != "@time")
         event.setdefault("sourceId", source_id)
         event[STREAM] = self.default_stream(fields) if stream in (None, "") else stream_name(stream)
@@ -98,13 +97,20 @@ class KronosService(Service):
 
     def encode(self, events: list) -> Request:
         streams: dict = {}
+        moved = []  # the stream rides in the event until now; lift it out for the wire
         for event in events:
-            sent = {k: v for k, v in event.items() if k != STREAM}
-            streams.setdefault(self._stream_of(event), []).append(sent)
+            streams.setdefault(self._stream_of(event), []).append(event)
+            if STREAM in event:
+                moved.append((event, event.pop(STREAM)))
         body = {"events": streams}
         if self.settings.namespace is not None:
             body = {"namespace": self.settings.namespace, **body}
-        return Request(self.endpoint(), dumps(body).encode("ascii"), {}, compressible=False)
+        try:
+            text = dumps(body)
+        finally:
+            for event, stream in moved:  # put it back: a retry or the spool needs it
+                event[STREAM] = stream
+        return Request(self.endpoint(), text.encode("ascii"), {}, compressible=False)
 
     def judge(self, reply, events: list, policy) -> Verdict:
         if reply.status != 200:

@@ -24,10 +24,12 @@ from urllib.parse import quote, urlencode
 from ..handler import BatchingHandler
 from ..options import Option, text
 from ..records import dumps
-from ..service import HOLD, RETRY, Service, Verdict, iso_utc
-from ..transport import Request
+from ..service import HOLD, RETRY, Service, Verdict, iso_utc, pack_chunks
+from ..transport import Request, form_quote
+from ..version import __version__
 
 SQS_MAX_BYTES = 262_144
+FORM_HEAD = "Action=SendMessage&MessageBody="
 _CODE = re.compile(rb"<Code>\s*([^<\s]+)\s*</Code>")
 HOLD_CODES = ("AccessDenied", "InvalidClientTokenId", "NonExistentQueue", "QueueDoesNotExist")
 THROTTLED = ("Throttling", "ThrottlingException", "RequestThrottled")
@@ -59,9 +61,10 @@ class PanoplyService(Service):
         Option("api_secret", text, "", "Panoply API secret (base64)", secret=True),
         Option("table", text, "logs", 'destination table; "table" in extra= wins'),
     )
-    defaults = {"compression": "none", "batch_size": 1000, "max_batch_bytes": SQS_MAX_BYTES}
+    defaults = {"compression": "none", "batch_size": 5000, "max_batch_bytes": SQS_MAX_BYTES}
     identity_options = ("table",)
     _queue_url: str | None = None
+    _form_tail: str | None = None
 
     def validate(self) -> None:
         s = self.settings
@@ -92,30 +95,39 @@ class PanoplyService(Service):
         event["__table"] = self.settings.table if table in (None, "") else str(table)
         return event
 
-    def encode(self, events: list) -> Request:
-        from .. import __version__
+    def _chunk(self, event: dict) -> str:
+        """One record as it stands in the form: its JSON, %-encoded, then two newlines."""
+        if "__table" not in event:
+            event = {**event, "__table": self.settings.table}
+        return form_quote(dumps(event)) + "%0A%0A"
 
-        table = self.settings.table
-        message = "".join(
-            dumps(e if "__table" in e else {**e, "__table": table}) + "\n\n" for e in events
-        )
-        form = urlencode(
-            [
-                ("Action", "SendMessage"),
-                ("MessageBody", message),
-                ("MessageAttribute.1.Name", "key"),
-                ("MessageAttribute.1.Value.DataType", "String"),
-                ("MessageAttribute.1.Value.StringValue", self.settings.api_key),
-                ("MessageAttribute.2.Name", "secret"),
-                ("MessageAttribute.2.Value.DataType", "String"),
-                ("MessageAttribute.2.Value.StringValue", self.settings.api_secret),
-                ("MessageAttribute.3.Name", "sdk"),
-                ("MessageAttribute.3.Value.DataType", "String"),
-                ("MessageAttribute.3.Value.StringValue", f"loghandlers-{__version__}"),
-            ]
-        )
+    def _request(self, chunks: list) -> Request:
+        if self._form_tail is None:
+            attributes = urlencode(
+                [
+                    ("MessageAttribute.1.Name", "key"),
+                    ("MessageAttribute.1.Value.DataType", "String"),
+                    ("MessageAttribute.1.Value.StringValue", self.settings.api_key),
+                    ("MessageAttribute.2.Name", "secret"),
+                    ("MessageAttribute.2.Value.DataType", "String"),
+                    ("MessageAttribute.2.Value.StringValue", self.settings.api_secret),
+                    ("MessageAttribute.3.Name", "sdk"),
+                    ("MessageAttribute.3.Value.DataType", "String"),
+                    ("MessageAttribute.3.Value.StringValue", f"loghandlers-{__version__}"),
+                ]
+            )
+            self._form_tail = "&" + attributes
+        body = "".join([FORM_HEAD, *chunks, self._form_tail]).encode("ascii")
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        return Request(self.endpoint(), form.encode("ascii"), headers, compressible=False)
+        return Request(self.endpoint(), body, headers, compressible=False)
+
+    def encode(self, events: list) -> Request:
+        return self._request([self._chunk(e) for e in events])
+
+    def pack(self, events: list, max_bytes: int):
+        self._request([])  # computes the fixed part of the form
+        overhead = len(FORM_HEAD) + len(self._form_tail)
+        return pack_chunks(events, max_bytes, overhead, self._chunk, self._request)
 
     def judge(self, reply, events: list, policy) -> Verdict:
         status = reply.status

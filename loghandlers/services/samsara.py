@@ -50,7 +50,7 @@ class SamsaraService(Service):
             "in extra= wins",
         ),
     )
-    defaults = {"compression": "gzip"}
+    defaults = {"compression": "gzip", "batch_size": 5000}
 
     def validate(self) -> None:
         if not urlsplit(self.settings.url).netloc:
