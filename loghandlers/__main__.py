@@ -20,6 +20,7 @@ from . import options as opts
 from .cli_collect import add_collect_parser, add_events_parser
 from .handler import BatchingHandler
 from .spool import Spool, read_identity
+from .transport import redact_url
 
 
 def handler_classes() -> dict:
@@ -125,10 +126,12 @@ def run_check(args) -> int:
             print()
             continue
         for key, value in settings.as_dict(mask=True).items():
+            if key == "url":
+                value = redact_url(value)
             print(f"  {key:<18} {value!r}")
         endpoint = service.endpoint()
         verdict = reachable(endpoint) if not args.no_network else "not tested"
-        print(f"  endpoint           {endpoint}: {verdict}\n")
+        print(f"  endpoint           {redact_url(endpoint)}: {verdict}\n")
         if verdict.startswith("unreachable"):
             status = 1
     return status

@@ -17,7 +17,7 @@ import requests
 from .service import DELIVERED, HOLD, REJECTED, RETRY, Verdict
 from .spool import Spool, SpoolError
 from .status import Reporter, Stats
-from .transport import RetryPolicy, Transport
+from .transport import RetryPolicy, Transport, redact_url
 
 AUTH_HOLD_SECONDS = 60.0
 
@@ -78,10 +78,11 @@ class Exporter:
             spooled_name = None
         self._settle_unsent(pending, spooled_name, outcome)
 
-    def keep(self, events: list):
-        """Spool ``events`` now, without trying (close() ran out of time); returns the file."""
+    def keep(self, events: list, in_flight: bool = False):
+        """Spool ``events`` now, without trying (close() ran out of time); returns the file.
+        The batch in flight is skipped if ``spool_mode="always"`` already wrote it."""
         self.abandoned = True
-        if not events or self._current_on_disk:
+        if not events or (in_flight and self._current_on_disk):
             return None
         return self._write_spool(events, count=True)
 
@@ -96,7 +97,9 @@ class Exporter:
         if self.spool is None:
             self.spool_pending = False
             return True
-        for name in self.spool.pending():
+        for name, busy in self.spool.queue():
+            if busy:
+                return False  # an older batch is being sent by another sender: stay behind
             if name == exclude:
                 continue
             if self._held():
@@ -119,6 +122,8 @@ class Exporter:
                     self.spool.rewrite(path, pending)
                 self.spool.release(path)
                 return False
+        if self.spool.claimed_elsewhere():
+            return False  # another process is sending older batches: stay behind them
         self.spool_pending = False
         return True
 
@@ -218,7 +223,7 @@ class Exporter:
         retry = 0
         while True:
             self.reporter.fire(
-                "send", {"url": request.url, "events": len(events), "bytes": len(body)}
+                "send", {"url": redact_url(request.url), "events": len(events), "bytes": len(body)}
             )
             started = time.monotonic()
             try:

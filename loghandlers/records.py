@@ -30,7 +30,7 @@ from typing import Any
 from pythonjsonlogger import core as jsonlogger_core
 
 #: record attributes that are not ``extra=`` fields (python-json-logger's list + ours)
-RESERVED = frozenset(jsonlogger_core.RESERVED_ATTRS) | {"message", "asctime", "taskName"}
+RESERVED = frozenset(jsonlogger_core.RESERVED_ATTRS) | {"message", "asctime"}
 
 _PLACEHOLDER = "<unrepresentable {}>"
 _MAX_DEPTH = 64
@@ -249,8 +249,9 @@ def json_default(value: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, default=json_default)
+#: a \\uXXXX high surrogate not followed by a low one, or a low one not preceded by a high one
 _LONE_SURROGATE = re.compile(
-    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<![0-9a-f]{4})\\ud[c-f][0-9a-f]{2}"
+    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
 )
 _SURROGATE_CHARS = re.compile("[\ud800-\udfff]")
 
@@ -266,6 +267,13 @@ def dumps(value: Any) -> str:
     return text
 
 
+def _mend_surrogates(text: str) -> str:
+    """Surrogate pairs become the character they encode; lone surrogates U+FFFD."""
+    if not _SURROGATE_CHARS.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def sanitize(value: Any, _depth: int = 0, _seen: frozenset = frozenset()) -> Any:
     """A copy of ``value`` made of strict-JSON types only (the slow path of :func:`dumps`)."""
     if value is None or isinstance(value, (bool, int)):
@@ -275,7 +283,7 @@ def sanitize(value: Any, _depth: int = 0, _seen: frozenset = frozenset()) -> Any
             return value
         return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, str):
-        return _SURROGATE_CHARS.sub("\ufffd", value)
+        return _mend_surrogates(value)
     if _depth >= _MAX_DEPTH:
         return "<too deep>"
     if id(value) in _seen:
@@ -299,7 +307,7 @@ def sanitize(value: Any, _depth: int = 0, _seen: frozenset = frozenset()) -> Any
 
 def _key(key: Any) -> str:
     if isinstance(key, str):
-        return _SURROGATE_CHARS.sub("\ufffd", key)
+        return _mend_surrogates(key)
     if isinstance(key, float) and not math.isfinite(key):
         return str(key)
     if key is None or isinstance(key, (bool, int, float)):

@@ -6,7 +6,7 @@ the next, and no other handler ever does. Files hold events only, never credenti
 replaying handler encodes them again with its own. Each file is written 0600 under a
 temporary name and renamed into place, so a crash leaves either a whole batch or none.
 Files are named ``<time_ns>-<pid>-<seq>.json`` and replayed oldest first. Replay claims a
-file by renaming it (``.sending.<pid>``) so two processes never send the same one; claims
+file by renaming it (``.sending.<pid>-<n>``) so two processes never send the same one; claims
 left by a dead process are returned at the next start.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from .records import dumps
 
+_INSTANCES = itertools.count()
 FORMAT = "loghandlers-spool/1"
 SUFFIX = ".json"
 CLAIM = ".sending."
@@ -44,6 +45,7 @@ class Spool:
         self.directory = os.path.join(root, f"{service}-{identity_key(service, identity)}")
         self.max_bytes = max_bytes
         self._seq = itertools.count()
+        self._instance = next(_INSTANCES)
         self._ready = False
 
     def __repr__(self) -> str:
@@ -75,9 +77,15 @@ class Spool:
 
     def _return_abandoned_claims(self) -> None:
         for name in os.listdir(self.directory):
+            if name.startswith(".tmp-"):  # a write cut short by a crash: half a batch
+                writer = name.split("-")[2] if name.count("-") >= 3 else ""
+                if writer.isdigit() and not _pid_alive(int(writer)):
+                    self.remove(name)
+                continue
             if CLAIM not in name:
                 continue
-            base, _, pid = name.rpartition(CLAIM)
+            base, _, owner = name.rpartition(CLAIM)
+            pid = owner.partition("-")[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 try:
                     os.replace(
@@ -155,14 +163,56 @@ class Spool:
             n for n in names if n.endswith(SUFFIX) and not n.startswith(".") and n != IDENTITY_FILE
         )
 
+    def queue(self) -> list:
+        """``(name, busy)`` for every batch, oldest first; ``busy``: another live sender
+        has claimed it, so nothing after it may be sent before it is done."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        mine = self._claim_owner()
+        entries = []
+        for name in names:
+            if name.startswith(".") or name == IDENTITY_FILE:
+                continue
+            if name.endswith(SUFFIX):
+                entries.append((name, False))
+            elif CLAIM in name:
+                base, _, owner = name.rpartition(CLAIM)
+                pid = owner.partition("-")[0]
+                if owner != mine and pid.isdigit() and _pid_alive(int(pid)):
+                    entries.append((base, True))
+        return sorted(entries)
+
     def has_pending(self) -> bool:
-        return bool(self.pending())
+        return bool(self.pending()) or self.claimed_elsewhere()
+
+    def claimed_elsewhere(self) -> bool:
+        """Is another live process sending one of these batches right now? Then our new
+        batches must queue behind it, or one source's events would arrive out of order."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return False
+        mine = self._claim_owner()
+        for name in names:
+            if CLAIM not in name:
+                continue
+            owner = name.rpartition(CLAIM)[2]
+            pid = owner.partition("-")[0]
+            if owner != mine and pid.isdigit() and _pid_alive(int(pid)):
+                return True
+        return False
+
+    def _claim_owner(self) -> str:
+        """pid-instance: tells apart two handlers of one identity in the same process."""
+        return f"{os.getpid()}-{self._instance}"
 
     def claim(self, name: str) -> tuple[str, list] | None:
         """Take a batch for sending; None if another process took it first or it is bad."""
         self._ensure()
         source = os.path.join(self.directory, name)
-        claimed = f"{source}{CLAIM}{os.getpid()}"
+        claimed = f"{source}{CLAIM}{self._claim_owner()}"
         try:
             os.replace(source, claimed)
         except OSError:

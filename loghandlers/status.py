@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from typing import Callable
+from urllib.parse import quote, quote_plus
 
 EVENTS = ("send", "flush", "error")
 COUNTERS = ("sent", "retried", "rejected", "failed", "spooled", "replayed", "suppressed")
@@ -57,9 +58,13 @@ class Reporter:
         self._callbacks[event].append(callback)
 
     def scrub(self, text: str) -> str:
+        """Blank each secret, also as it looks inside a URL or a form (``+`` → ``%2B``)."""
         for secret in self._secrets():
-            if secret and secret in text:
-                text = text.replace(secret, "****")
+            if not secret:
+                continue
+            for form in {secret, quote(secret, safe=""), quote_plus(secret, safe="")}:
+                if form in text:
+                    text = text.replace(form, "****")
         return text
 
     def fire(self, event: str, payload: dict) -> None:

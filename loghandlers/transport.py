@@ -13,7 +13,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Mapping
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -27,6 +27,15 @@ _FORM_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _FORM_ASCII = str.maketrans(
     {i: chr(i) if chr(i) in _FORM_SAFE else "+" if i == 32 else f"%{i:02X}" for i in range(128)}
 )
+
+
+def redact_url(url: str) -> str:
+    """The URL without any ``user:password@`` part, for anything a person may see."""
+    parts = urlsplit(url or "")
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"****@{host}", parts.path, parts.query, parts.fragment))
 
 
 def form_quote(value: str) -> str:

@@ -18,6 +18,8 @@ from typing import Callable
 from .exporter import Exporter
 from .records import dumps, minimal_fields
 
+#: seconds between looks at a spool that another sender is replaying
+SPOOL_POLL = 0.25
 #: thread idents of every worker in this process: records they log are never shipped
 WORKER_IDENTS: set = set()
 
@@ -115,7 +117,10 @@ class BatchWorker(logging.handlers.QueueListener):
                 and len(self.buffer) < self.wake_at
                 and not self._flush_requests
             ):
-                self.wake.wait(max(0.0, self._next_timed - time.monotonic()))
+                until = self._next_timed
+                if self.exporter.spool_pending and not self.exporter._held():
+                    until = min(until, time.monotonic() + SPOOL_POLL)  # others' claims end soon
+                self.wake.wait(max(0.0, until - time.monotonic()))
             self.wake.clear()
             if self.stopping.is_set():
                 self._drain(until=None)
@@ -132,8 +137,8 @@ class BatchWorker(logging.handlers.QueueListener):
                 self._drain(until=None)
             if timed:
                 self._next_timed = time.monotonic() + self.flush_interval
-                if self.exporter.spool_pending and not self.exporter._held():
-                    self.exporter.replay()
+            if self.exporter.spool_pending and not self.exporter._held():
+                self.exporter.replay()
         except Exception as exc:
             self.exporter.reporter.error("worker", f"{type(exc).__name__}: {exc}")
             self.stopping.wait(0.1)  # don't spin on a persistent fault
@@ -225,12 +230,19 @@ class BatchWorker(logging.handlers.QueueListener):
                 return  # re-entered (a signal during the first abandon)
             self.abandoned = True
             if self._inflight:
-                self._inflight_copy = self.exporter.keep(self._inflight)
-            left = self._take()
-            events = [self._convert_one(s) for s in left]
-            if events:
-                self.exporter.keep(events)
-            self.settled += len(left)
+                self._inflight_copy = self.exporter.keep(self._inflight, in_flight=True)
+            kept = 0
+            while True:  # the whole buffer, a batch at a time
+                left = self._take()
+                if not left:
+                    break
+                self.exporter.keep([self._convert_one(s) for s in left])
+                self.settled += len(left)
+                kept += len(left)
+        if kept or self._inflight:
+            self.exporter.reporter.error(
+                "close_timeout", f"close() ran out of time: {kept} records kept on disk", kept
+            )
         self._answer_flushes(force=True)
 
 
