@@ -51,12 +51,36 @@ def huge(size=50 * 1024 * 1024, code=500):
     return Behaviour("huge", code, seconds=size)
 
 
+def garbage(data: bytes = b"\x00\xffnot http at all\r\n\r\n"):
+    """Read the whole request, answer with bytes that are not HTTP, then close."""
+    return Behaviour("garbage", body=data)
+
+
+def reset_reply(code=503, sent: int = 10):
+    """Start a ``code`` answer whose body is cut by a reset after ``sent`` of its bytes."""
+    return Behaviour("reset_reply", code, body=b"x" * sent)
+
+
 class FaultServer:
-    def __init__(self, default: Behaviour | None = None, port: int = 0):
+    """``keep=False`` stores no bodies and no events (only ``event_count`` and the request
+    outcomes), for load tests; ``on_events(events)`` sees every accepted batch, on the
+    server's thread; ``ssl_context`` serves HTTPS (the url then starts with https)."""
+
+    def __init__(
+        self,
+        default: Behaviour | None = None,
+        port: int = 0,
+        keep: bool = True,
+        on_events=None,
+        ssl_context=None,
+    ):
         self.default = default or ok()
         self.script: deque = deque()
         self.requests: list = []
         self.events: list = []
+        self.event_count = 0
+        self.keep = keep
+        self.on_events = on_events
         self._lock = threading.Condition()
         self._stop = threading.Event()
         owner = self
@@ -75,7 +99,13 @@ class FaultServer:
         self.httpd = _QuietServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "http"
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> FaultServer:
@@ -104,7 +134,7 @@ class FaultServer:
     def wait_for_events(self, count: int, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._lock:
-            while len(self.events) < count:
+            while self.event_count < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -132,8 +162,23 @@ class FaultServer:
             return
         raw = handler.rfile.read(length)
         body = gzip.decompress(raw) if handler.headers.get("Content-Encoding") == "gzip" else raw
-        accepted = behaviour.kind in ("answer", "slow") and 200 <= behaviour.status < 300
+        accepted = (
+            behaviour.kind in ("answer", "slow", "reset_reply") and 200 <= behaviour.status < 300
+        )
         self._record(handler, body, behaviour.kind if not accepted else "accepted", accepted)
+        if behaviour.kind == "garbage":
+            handler.wfile.write(behaviour.body)
+            handler.wfile.flush()
+            handler.close_connection = True
+            return
+        if behaviour.kind == "reset_reply":
+            handler.send_response(behaviour.status)
+            handler.send_header("Content-Length", str(len(behaviour.body) * 100 + 1))
+            handler.end_headers()
+            handler.wfile.write(behaviour.body)
+            handler.wfile.flush()
+            _reset(handler)
+            return
         if behaviour.kind == "hang":
             self._stop.wait(behaviour.seconds)
             _reset(handler)
@@ -175,18 +220,17 @@ class FaultServer:
                 parsed = json.loads(body)
             except ValueError:
                 parsed = None
-        entry = {
-            "path": handler.path,
-            "headers": dict(handler.headers),
-            "body": body,
-            "json": parsed,
-            "outcome": outcome,
-            "time": time.monotonic(),
-        }
+        entry = {"outcome": outcome, "time": time.monotonic(), "wall": time.time()}
+        if self.keep:
+            entry.update(path=handler.path, headers=dict(handler.headers), body=body, json=parsed)
         with self._lock:
             self.requests.append(entry)
             if accepted and isinstance(parsed, list):
-                self.events.extend(parsed)
+                self.event_count += len(parsed)
+                if self.keep:
+                    self.events.extend(parsed)
+                if self.on_events is not None:
+                    self.on_events(parsed)
             self._lock.notify_all()
 
 
