@@ -87,6 +87,14 @@ class Service:
     def validate(self) -> None:
         """Raise ValueError for settings this service can't work with."""
 
+    def require(self, *names: str) -> None:
+        """A clear error for each required option left empty, naming its variable."""
+        handler = type(self).__name__.replace("Service", "Handler")
+        for name in names:
+            if not getattr(self.settings, name):
+                variable = f"LOGHANDLERS_{self.env}_{name.upper()}"
+                raise ValueError(f"{handler} needs {name}= (or {variable})")
+
     # ----------------------------------------------------------------- identity
     def endpoint(self) -> str:
         return self.settings.url

@@ -69,10 +69,8 @@ class InitialStateService(Service):
 
     def validate(self) -> None:
         s = self.settings
+        self.require("access_key", "bucket_key")
         for option in ("access_key", "bucket_key"):
-            if not getattr(s, option):
-                env = f"LOGHANDLERS_INITIALSTATE_{option.upper()}"
-                raise ValueError(f"InitialStateHandler needs {option}= (or {env})")
             if not _header_safe(getattr(s, option)):
                 raise ValueError(
                     f"{option} must be printable ASCII without surrounding spaces "

@@ -17,8 +17,7 @@ class JSONService(Service):
     defaults = {"batch_size": 5000, "max_batch_bytes": 5 * 1024 * 1024, "compression": "none"}
 
     def validate(self) -> None:
-        if not self.settings.url:
-            raise ValueError("JSONHandler needs url= (or LOGHANDLERS_JSON_URL)")
+        self.require("url")
 
 
 class JSONHandler(BatchingHandler):

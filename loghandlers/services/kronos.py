@@ -72,8 +72,7 @@ class KronosService(Service):
     identity_options = ("namespace",)
 
     def validate(self) -> None:
-        if not self.settings.url:
-            raise ValueError("KronosHandler needs url= (or LOGHANDLERS_KRONOS_URL)")
+        self.require("url")
         if self.settings.namespace == "":
             raise ValueError("namespace must not be empty (leave it unset for the default)")
 

@@ -68,10 +68,7 @@ class PanoplyService(Service):
 
     def validate(self) -> None:
         s = self.settings
-        for option in ("api_key", "api_secret"):
-            if not getattr(s, option):
-                env = f"LOGHANDLERS_PANOPLY_{option.upper()}"
-                raise ValueError(f"PanoplyHandler needs {option}= (or {env})")
+        self.require("api_key", "api_secret")
         parse_credentials(s.api_key, s.api_secret)
         if not s.table:
             raise ValueError("table must not be empty")
