@@ -115,7 +115,7 @@ COMMON = (
     Option("url", url, "", "ingestion endpoint"),
     Option("source_id", optional_text, None, 'who sends; default "<hostname>:<pid>"'),
     Option("flush_interval", _number(float, 0.001), 1.0, "seconds between timed flushes"),
-    Option("batch_size", _number(int, 1), 1000, "max events per request"),
+    Option("batch_size", _number(int, 1), 5000, "max records per request"),
     Option("max_batch_bytes", _number(int, 1024), 5 * 1024 * 1024, "max body bytes per request"),
     Option("min_batch_size", _number(int, 1), 1, "smallest timed batch (close sends all)"),
     Option("max_queue_size", _number(int, 1), 10000, "buffered records before dropping oldest"),

@@ -26,7 +26,7 @@ def test_precedence_argument_service_env_generic_env_default(monkeypatch):
 
 def test_service_env_only_applies_to_its_service(monkeypatch):
     monkeypatch.setenv("LOGHANDLERS_SAMSARA_BATCH_SIZE", "5")
-    assert resolve("JSON", COMMON, {}).batch_size == 1000
+    assert resolve("JSON", COMMON, {}).batch_size == 5000
     assert resolve("SAMSARA", COMMON, {}).batch_size == 5
 
 
