@@ -6,7 +6,8 @@ the queue is ``https://sqs.<REGION>.amazonaws.com/<AWSACCOUNT>/sdk-<ACCOUNT>-<RA
 official SDK's order; ``MessageBody`` is each record's JSON followed by two newlines, and
 the key, the secret and ``loghandlers-<version>`` travel as message attributes. Unlike the
 SDK, every field is form-encoded (a ``+`` in the secret survives) and a request never
-exceeds SQS's 262,144-byte limit (``max_batch_bytes``; the worker splits larger batches).
+exceeds SQS's 262,144-byte limit (``max_batch_bytes``: records are packed into requests
+by size, each encoded once).
 
 Each record: ``timestamp`` (RFC 3339 UTC, ms), the message, level, logger, any traceback
 text, the ``extra=`` fields, ``sourceId``, then ``__table`` (``extra={"table": ...}``, else
