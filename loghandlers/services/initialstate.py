@@ -120,8 +120,12 @@ class InitialStateService(Service):
         out = []
         for record in events:
             epoch = record.get(EPOCH)
-            stamp = {"epoch": epoch} if isinstance(epoch, (int, float)) else {}
-            out += [{"key": k, "value": v, **stamp} for k, v in record.items() if k != EPOCH]
+            if isinstance(epoch, (int, float)):
+                out += [
+                    {"key": k, "value": v, "epoch": epoch} for k, v in record.items() if k != EPOCH
+                ]
+            else:
+                out += [{"key": k, "value": v} for k, v in record.items() if k != EPOCH]
         body = dumps(out).encode("ascii")
         return Request(self.endpoint(), body, self._headers(), compressible=False)
 
