@@ -17,6 +17,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -166,11 +167,18 @@ class BatchingHandler(logging.handlers.QueueHandler):
             self._start_worker()
 
     # ----------------------------------------------------------------- public
+    #: logging.shutdown() (3.12+) then calls only close(), which keeps to close_timeout
+    flushOnClose = False
+
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything emitted before this call is delivered or spooled.
 
         Returns False if ``timeout`` ran out first (or if called from the worker itself).
+        Called by ``logging.shutdown()`` (Python < 3.12 flushes before closing), it waits
+        at most ``close_timeout``, as close() does.
         """
+        if timeout is None and _called_by_logging_shutdown():
+            timeout = self.settings.close_timeout
         if self._closed or not self._started or _get_ident() in WORKER_IDENTS:
             return not self._buffer
         if not self._worker.is_alive():
@@ -234,6 +242,11 @@ class BatchingHandler(logging.handlers.QueueHandler):
             self._build()
             self._started = False  # the parent's worker thread does not exist here
             _LIVE.add(self)
+
+
+def _called_by_logging_shutdown() -> bool:
+    frame = sys._getframe(2)
+    return frame is not None and frame.f_code is logging.shutdown.__code__
 
 
 def _close_all() -> None:

@@ -166,3 +166,25 @@ def test_sigterm_during_the_exit_drain_waits_for_it(tmp_path):
             proc.kill()
         assert server.wait_for_events(6, timeout=5)
         assert [e["message"] for e in server.events] == [f"d{i}" for i in range(6)]
+
+
+def test_logging_shutdown_keeps_to_close_timeout_against_a_hanging_endpoint(tmp_path):
+    """Python < 3.12's logging.shutdown() flushes before it closes: both stay bounded."""
+    from tests.faultserver import FaultServer, hang
+
+    with FaultServer(default=hang(20)) as server:
+        script = (
+            "import logging, time; from loghandlers import JSONHandler;"
+            f"h = JSONHandler(url={server.url!r}, close_timeout=1, timeout=30,"
+            f" spool_dir={str(tmp_path)!r});"
+            "log = logging.getLogger('shut'); log.addHandler(h); log.setLevel(logging.INFO);"
+            "[log.info('s%d', i) for i in range(10)];"
+            "started = time.monotonic(); logging.shutdown();"
+            "print(round(time.monotonic() - started, 1), h.stats()['spooled'])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+    took, spooled = done.stdout.split()
+    assert float(took) < 5  # close_timeout is 1 s; 30 s timeouts and 4 retries must not show
+    assert spooled == "10"
