@@ -162,6 +162,19 @@ def test_a_failing_credentialed_handler_leaks_its_secret_nowhere(
             server.stop()
 
 
+def warn_once_through(handler, logger_name: str) -> None:
+    """Log one warning through ``handler`` alone, deliver it, close the handler."""
+    log = logging.getLogger(logger_name)
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        log.warning("x")
+        assert handler.flush(timeout=10)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
 def test_a_secret_echoed_back_form_encoded_is_blanked_too(tmp_path, capfd):
     errors = []
     echo = f"<Error><Code>InvalidParameterValue</Code><Message>{quote_plus(PANOPLY_SECRET)}"
@@ -175,15 +188,7 @@ def test_a_secret_echoed_back_form_encoded_is_blanked_too(tmp_path, capfd):
             retries=0,
         )
         handler.on("error", errors.append)
-        log = logging.getLogger("security.echo")
-        log.propagate = False
-        log.addHandler(handler)
-        try:
-            log.warning("x")
-            assert handler.flush(timeout=10)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        warn_once_through(handler, "security.echo")
     err = capfd.readouterr().err
     assert "InvalidParameterValue" in err
     for encoded in (quote_plus(PANOPLY_SECRET), quote(PANOPLY_SECRET, safe="")):
@@ -423,15 +428,7 @@ def test_a_password_in_the_url_stays_out_of_callback_payloads(tmp_path, capfd):
         handler = JSONHandler(url=url, spool_dir=str(tmp_path), retries=0, flush_interval=3600)
         for event in ("send", "flush", "error"):
             handler.on(event, payloads.append)
-        log = logging.getLogger("security.userinfo")
-        log.propagate = False
-        log.addHandler(handler)
-        try:
-            log.warning("x")
-            assert handler.flush(timeout=10)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        warn_once_through(handler, "security.userinfo")
         assert server.requests[0]["headers"]["Authorization"].startswith("Basic ")
     assert payloads and "hunter2secret" not in capfd.readouterr().err
     assert "hunter2secret" not in str(payloads)
