@@ -5,25 +5,22 @@ the message, render the traceback, snapshot the record's attributes, append to a
 deque (the oldest record falls out when full, and is counted), and wake the worker only
 when a whole batch is waiting. It never blocks on the network and never raises.
 
-Process life: an ``atexit`` hook drains every open handler within its ``close_timeout``;
-after ``os.fork()`` the child gets a fresh buffer, session, worker and source id, and
-none of the parent's records.
+Process life (see :mod:`loghandlers.lifecycle`): an ``atexit`` hook drains every open
+handler within its ``close_timeout``; after ``os.fork()`` the child gets a fresh buffer,
+session, worker and source id, and none of the parent's records.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import logging.handlers
-import os
-import signal
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from urllib.parse import urlsplit, urlunsplit
 
+from . import lifecycle
 from . import options as opts
 from .exporter import Exporter
 from .records import base_fields, capture, created_of, default_source_id, minimal_fields
@@ -32,7 +29,6 @@ from .status import Reporter, Stats
 from .transport import RetryPolicy, Transport
 from .worker import WORKER_IDENTS, BatchWorker
 
-_LIVE: weakref.WeakSet = weakref.WeakSet()
 _get_ident = threading.get_ident
 
 
@@ -71,9 +67,9 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self._static_fields = self.settings.static_fields or None
         self._callbacks: list = []
         self._build()
-        _LIVE.add(self)
+        lifecycle.register(self)
         if self.settings.handle_sigterm:
-            _drain_on_sigterm()
+            lifecycle.drain_on_sigterm()
         self._start_worker()
 
     # ----------------------------------------------------------------- wiring
@@ -187,10 +183,11 @@ class BatchingHandler(logging.handlers.QueueHandler):
 
     def close(self, timeout: float | None = None) -> None:
         """Drain within ``close_timeout`` (or ``timeout``); spool what is left, then stop."""
-        self._begin_close(timeout)
-        self._finish_close()
+        self.begin_close(timeout)
+        self.finish_close()
 
-    def _begin_close(self, timeout: float | None = None) -> None:
+    def begin_close(self, timeout: float | None = None) -> None:
+        """Start draining (non-blocking); every wait and retry ends by the deadline."""
         if self._closed:
             return  # a drain is under way or done: a second close waits for it, below
         self._closed = True
@@ -198,7 +195,7 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self._close_deadline = time.monotonic() + limit
         self._worker.begin_stop(self._close_deadline)
 
-    def _finish_close(self) -> None:
+    def finish_close(self) -> None:
         """Wait for the drain until its deadline. Safe to re-enter (a SIGTERM arriving
         during the atexit drain waits for that drain instead of cutting it short)."""
         deadline = self._close_deadline
@@ -207,7 +204,7 @@ class BatchingHandler(logging.handlers.QueueHandler):
         if not self._finished:
             self._finished = True
             self._transport.close()
-            _LIVE.discard(self)
+            lifecycle.unregister(self)
             super().close()
 
     def on(self, event: str, callback) -> None:
@@ -234,75 +231,17 @@ class BatchingHandler(logging.handlers.QueueHandler):
         return f"<{self._label()} {logging.getLevelName(self.level)}>"
 
     # ----------------------------------------------------------------- process life
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a fresh buffer, session, worker and source id."""
         self._transport.reset()
         if self._default_source:
             self.source_id = default_source_id()
         if not self._closed:
             self._build()
             self._started = False  # the parent's worker thread does not exist here
-            _LIVE.add(self)
+            lifecycle.register(self)
 
 
 def _called_by_logging_shutdown() -> bool:
     frame = sys._getframe(2)
     return frame is not None and frame.f_code is logging.shutdown.__code__
-
-
-def _close_all() -> None:
-    """atexit: drain every open handler at once, each within its own close_timeout."""
-    handlers = list(_LIVE)
-    for handler in handlers:
-        try:
-            handler._begin_close()
-        except Exception:
-            pass
-    for handler in handlers:
-        try:
-            handler._finish_close()
-        except Exception:
-            pass
-
-
-def _drain_on_sigterm() -> None:
-    """Make a plain SIGTERM drain the handlers before the process dies.
-
-    Only when nobody else handles SIGTERM (a server like gunicorn installs its own and exits
-    through sys.exit, which runs atexit anyway) and only from the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _drain_then_die)
-    except (ValueError, OSError, AttributeError):
-        pass
-
-
-def _drain_then_die(signum, frame) -> None:
-    """Drain within close_timeout, then die of the same signal as if we had not been here."""
-    _close_all()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _after_fork_in_child() -> None:
-    WORKER_IDENTS.clear()
-    global _PID
-    _PID = os.getpid()
-    for handler in list(_LIVE):
-        handler._after_fork_in_child()
-
-
-def _close_all_in_fork_child() -> None:
-    """multiprocessing's forked children leave through os._exit, skipping atexit."""
-    if os.getpid() != _IMPORT_PID:
-        _close_all()
-
-
-_IMPORT_PID = _PID = os.getpid()
-atexit.register(_close_all)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-if hasattr(threading, "_register_atexit"):
-    threading._register_atexit(_close_all_in_fork_child)
