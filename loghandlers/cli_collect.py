@@ -18,7 +18,6 @@ from .collector import Collector
 from .collector.store import Store
 
 ENV_DB = "LOGHANDLERS_COLLECTOR_DB"
-DEFAULT_DB_NAME = "loghandlers-collector.db"
 DEFAULT_PORT = 8787
 SERVICES = ("samsara", "initialstate", "panoply", "kronos", "json")
 FOLLOW_INTERVAL = 0.5
@@ -26,7 +25,25 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def default_db() -> str:
-    return os.environ.get(ENV_DB) or os.path.join(".", DEFAULT_DB_NAME)
+    """The database `collect` writes and `events` reads when ``--db`` is not given.
+
+    ``$LOGHANDLERS_COLLECTOR_DB`` if set, else one file per user, the same from every
+    working directory: ``$XDG_DATA_HOME/loghandlers/collector.db`` (``~/.local/share/...``
+    when unset; ``%LOCALAPPDATA%`` on Windows).
+    """
+    explicit = os.environ.get(ENV_DB)
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_DATA_HOME")
+    if not base and sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA")
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "loghandlers", "collector.db")
+
+
+def _help_path() -> str:
+    return default_db().replace("%", "%%")  # argparse formats help with %
 
 
 def add_collect_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,7 +55,10 @@ def add_collect_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
-    p.add_argument("--db", help=f"SQLite file (default: ${ENV_DB} or ./{DEFAULT_DB_NAME})")
+    p.add_argument(
+        "--db",
+        help=f"SQLite file (default: ${ENV_DB}, else {_help_path()}; `events` reads the same)",
+    )
     p.add_argument(
         "--max-body-bytes",
         type=int,
@@ -55,7 +75,9 @@ def add_events_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="show events stored by the collector",
         description="Print the newest events from the collector's database, oldest first.",
     )
-    p.add_argument("--db", help=f"SQLite file (default: ${ENV_DB} or ./{DEFAULT_DB_NAME})")
+    p.add_argument(
+        "--db", help=f"SQLite file (default: ${ENV_DB}, else {_help_path()}, as `collect`)"
+    )
     p.add_argument("--service", choices=SERVICES, help="only this service")
     p.add_argument("--source", help="only this source id")
     p.add_argument(
@@ -73,6 +95,8 @@ def run_collect(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     out = out or sys.stdout
     db = args.db or default_db()
     try:
+        if not args.db and db != ":memory:":
+            os.makedirs(os.path.dirname(db) or ".", mode=0o700, exist_ok=True)
         collector = Collector(
             host=args.host, port=args.port, db=db, max_body_bytes=args.max_body_bytes
         )
@@ -116,8 +140,8 @@ def run_events(
     path = args.db or default_db()
     if path != ":memory:" and not os.path.exists(path):
         print(
-            f"loghandlers events: no collector database at {path} "
-            "(start one with `python -m loghandlers collect`)",
+            f"loghandlers events: no collector database at {path}: start one with "
+            "`python -m loghandlers collect` (it writes there), or pass --db PATH",
             file=sys.stderr,
         )
         return 1

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -32,7 +33,8 @@ from loghandlers.cli_collect import (
     summary,
 )
 from loghandlers.collector import Collector
-from loghandlers.collector.protocols import UUID_EPOCH_OFFSET
+from loghandlers.collector import base as collector_base
+from loghandlers.collector.kronos import UUID_EPOCH_OFFSET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -243,6 +245,50 @@ def test_gzip_bomb_is_refused():
         r = requests.post(c.url + "/v1/events", data=bomb, headers=samsara_headers())
         assert r.status_code == 413
         assert c.count() == 0
+
+
+class _CountingDecompressor:
+    """A zlib decompressor that records how many input bytes each call was handed."""
+
+    def __init__(self, fed, real, *args, **kwargs):
+        self._fed = fed
+        self._real = real(*args, **kwargs)
+
+    def decompress(self, data, *args):
+        self._fed.append(len(data))
+        return self._real.decompress(data, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_gzip_members_are_decoded_in_linear_work(monkeypatch):
+    """issue 15: many concatenated gzip members decode in linear time (counted in bytes
+    handed to zlib, not seconds): the old loop re-fed the whole rest of the body per member."""
+    fed = []
+    real = zlib.decompressobj
+    monkeypatch.setattr(
+        zlib, "decompressobj", lambda *a, **k: _CountingDecompressor(fed, real, *a, **k)
+    )
+    empty = gzip.compress(b"")
+    body = empty * 3000 + gzip.compress(b"[1]") + empty * 3000 + b"\0" * 100
+    assert collector_base.gunzip(body, 1 << 20) == b"[1]"
+    assert sum(fed) <= 8 * len(body) + 4096
+    big = gzip.compress(os.urandom(300000)) + empty * 10
+    fed.clear()
+    assert len(collector_base.gunzip(big, 1 << 20)) == 300000
+    assert sum(fed) <= 8 * len(big) + 4096
+
+
+def test_many_gzip_members_through_the_collector(collector, session):
+    """issue 15: thousands of members, then trailing zero padding, decode to one body."""
+    body = gzip.compress(b"") * 5000 + gzip.compress(json.dumps(SAMSARA_EVENTS).encode())
+    r = session.post(collector.url + "/v1/events", data=body, headers=samsara_headers())
+    assert r.status_code == 202
+    assert collector.count("samsara") == len(SAMSARA_EVENTS)
+    bad = gzip.compress(b"[]") + b"\0\0junk"
+    r = session.post(collector.url + "/v1/events", data=bad, headers=samsara_headers())
+    assert r.status_code == 400
 
 
 # ----------------------------------------------------------------------------- Initial State
@@ -1115,14 +1161,27 @@ def test_api_paging_requests_log_and_stop(tmp_path):
         assert again.count() == 5
 
 
-def test_requests_log_is_bounded(collector, monkeypatch):
-    import collections
-
-    monkeypatch.setattr(collector, "_requests", collections.deque(maxlen=3))
-    with requests.Session() as s:
+def test_requests_log_is_bounded_in_count():
+    with Collector(request_log_size=3) as c, requests.Session() as s:
         for _ in range(5):
-            s.get(collector.url + "/v1/api-status")
-    assert len(collector.requests()) == 3
+            s.get(c.url + "/v1/api-status")
+        assert len(c.requests()) == 3
+
+
+def test_requests_log_is_bounded_in_bytes():
+    """issue 15: the in-memory request log is bounded in bytes, not only in count (30 x 8 MB
+    requests used to keep 240 MB); the newest request is always kept."""
+    with Collector(request_log_bytes=100_000) as c, requests.Session() as s:
+        for i in range(10):
+            s.post(c.url + "/json", json=[{"n": i, "pad": "x" * 30_000}])
+        kept = c.requests()
+        assert 1 <= len(kept) <= 3
+        assert sum(len(e["body"]) for e in kept) <= 100_000
+        assert json.loads(kept[-1]["body"])[0]["n"] == 9
+        huge = [{"pad": "y" * 200_000}]
+        assert s.post(c.url + "/json", json=huge).status_code == 200
+        assert [json.loads(e["body"]) for e in c.requests()] == [huge]
+        assert c.count("json") == 11  # the log forgets requests, never stored events
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -1212,13 +1271,33 @@ def test_cli_events_missing_db(tmp_path, capsys):
     assert "no collector database" in capsys.readouterr().err
 
 
-def test_cli_default_db(monkeypatch):
+def test_cli_default_db_is_one_per_user_file(monkeypatch, tmp_path):
+    """issue 15: `collect` and `events` agree on one per-user database from any directory."""
     monkeypatch.delenv("LOGHANDLERS_COLLECTOR_DB", raising=False)
-    assert default_db() == os.path.join(".", "loghandlers-collector.db")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    expected = str(tmp_path / "data" / "loghandlers" / "collector.db")
+    monkeypatch.chdir(tmp_path)
+    assert default_db() == expected
+    monkeypatch.chdir(ROOT)
+    assert default_db() == expected
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_db() == str(
+        tmp_path / "home" / ".local" / "share" / "loghandlers" / "collector.db"
+    )
     monkeypatch.setenv("LOGHANDLERS_COLLECTOR_DB", "/tmp/x.db")
     assert default_db() == "/tmp/x.db"
     args = cli("collect")
     assert (args.host, args.port, args.db) == ("127.0.0.1", 8787, None)
+
+
+def test_cli_events_missing_default_db_says_where_it_looked(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("LOGHANDLERS_COLLECTOR_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert run_events(cli("events")) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "loghandlers" / "collector.db") in err
+    assert "loghandlers collect" in err and "--db" in err
 
 
 def test_summary_shapes():
@@ -1235,15 +1314,17 @@ def test_cli_collect_serves_until_ctrl_c(tmp_path):
         "p = argparse.ArgumentParser(); s = p.add_subparsers()\n"
         "add_collect_parser(s); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
     )
-    db = str(tmp_path / "cli.db")
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"))
+    env.pop("LOGHANDLERS_COLLECTOR_DB", None)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, "collect", "--port", "0", "--db", db],
+        [sys.executable, "-c", script, "collect", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        cwd=str(tmp_path),
+        cwd=str(tmp_path / "a"),
     )
     watchdog = threading.Timer(60, proc.kill)
     watchdog.start()
@@ -1270,6 +1351,14 @@ def test_cli_collect_serves_until_ctrl_c(tmp_path):
             proc.communicate()
     assert proc.returncode == 0, err
     assert "stopped" in out
-    buf = io.StringIO()
-    run_events(cli("events", "--db", db, "--json"), out=buf)
-    assert json.loads(buf.getvalue())["event"]["message"] == "via cli"
+    # `events` run from another directory reads the same default database (issue 15).
+    shown = subprocess.run(
+        [sys.executable, "-m", "loghandlers", "events", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path / "b"),
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["event"]["message"] == "via cli"

@@ -1,7 +1,7 @@
 """The collector's HTTP server: framing, routing and the :class:`Collector` API.
 
 Framing (Content-Length, chunked bodies, size caps, keep-alive) is handled here once so
-the per-service code in protocols.py only ever sees a complete, size-checked body.
+the per-service modules (listed in services.py) only ever see a complete, size-checked body.
 """
 
 import collections
@@ -15,25 +15,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from . import protocols
-from .protocols import BodyTooLarge, Reply, Request, error_reply
+from .base import BodyTooLarge, ServiceReply, ServiceRequest, error_reply
+from .panoply import Panoply
+from .services import SERVICES
 from .store import Store
 
 logger = logging.getLogger("loghandlers.collector")
 
+# The in-memory request log (``Collector.requests()``) forgets its oldest entries past either
+# bound; the newest request is always kept, so at most REQUEST_LOG_BYTES + one body.
 REQUEST_LOG_SIZE = 10000
+REQUEST_LOG_BYTES = 64 * 1024 * 1024
 # Decompressed bodies may be this many times max_body_bytes: logs compress well, bombs more.
 DECODED_BODY_FACTOR = 16
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
-Route = Tuple[str, Dict[str, Callable[[Request], Reply]]]
+Route = Tuple[str, Dict[str, Callable[[ServiceRequest], ServiceReply]]]
 
 
 class _Abort(Exception):
     """Stop handling a request and send this reply (framing errors)."""
 
-    def __init__(self, reply: Reply, close: bool = False, linger: bool = False) -> None:
+    def __init__(self, reply: ServiceReply, close: bool = False, linger: bool = False) -> None:
         super().__init__(reply.status)
         self.reply = reply
         self.close = close
@@ -125,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _route(self) -> Reply:
+    def _route(self) -> ServiceReply:
         path = self._path()
         method = self.command
         route = self.server.find_route(path)
@@ -145,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             return reply
         self._raw = self._read_body(required=method == "POST")
         collector = self.server.collector
-        req = Request(
+        req = ServiceRequest(
             method, path, self.headers, self._raw, collector.max_body_bytes * DECODED_BODY_FACTOR
         )
         return handler(req)
@@ -253,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ replies
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: ServiceReply) -> None:
         self.send_response(reply.status)
         if reply.content_type:
             self.send_header("Content-Type", reply.content_type)
@@ -276,7 +280,7 @@ class _Server(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         store = collector._store
-        services = [cls(store) for cls in protocols.SERVICES]
+        services = [cls(store) for cls in SERVICES]
         self.routes: Dict[str, Route] = {}
         self.prefixes: List[Tuple[str, Route]] = []
         for service in services:
@@ -286,7 +290,7 @@ class _Server(ThreadingHTTPServer):
                 prefix = getattr(service, "prefix", None)
                 if prefix:
                     self.prefixes.append((prefix, route))
-            if isinstance(service, protocols.Panoply):
+            if isinstance(service, Panoply):
                 self.panoply = service
         self._connections: set = set()
         self._connections_lock = threading.Lock()
@@ -344,12 +348,16 @@ class Collector:
         port: int = 0,
         db: Any = ":memory:",
         max_body_bytes: int = 16 * 1024 * 1024,
+        request_log_size: int = REQUEST_LOG_SIZE,
+        request_log_bytes: int = REQUEST_LOG_BYTES,
     ) -> None:
         self.max_body_bytes = int(max_body_bytes)
+        self.request_log_size = max(int(request_log_size), 1)
+        self.request_log_bytes = int(request_log_bytes)
         self._store = Store(db)
-        self._requests: collections.deque[Dict[str, Any]] = collections.deque(
-            maxlen=REQUEST_LOG_SIZE
-        )
+        # (entry, size) pairs, oldest first; server threads append under _requests_lock.
+        self._requests: collections.deque[Tuple[Dict[str, Any], int]] = collections.deque()
+        self._requests_bytes = 0
         self._requests_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._foreground = False
@@ -459,9 +467,13 @@ class Collector:
         return self._store.count(service)
 
     def requests(self, service: Optional[str] = None) -> List[Dict[str, Any]]:
-        """The last requests seen, accepted or not, with raw bodies (in memory only)."""
+        """The last requests seen, accepted or not, with raw bodies (in memory only).
+
+        Bounded by ``request_log_size`` entries and ``request_log_bytes`` (bodies, paths and
+        headers); the oldest are forgotten first, the newest is always kept.
+        """
         with self._requests_lock:
-            entries = list(self._requests)
+            entries = [entry for entry, _ in self._requests]
         if service is not None:
             entries = [e for e in entries if e["service"] == service]
         return entries
@@ -470,5 +482,14 @@ class Collector:
         return self._store.buckets()
 
     def _record_request(self, entry: Dict[str, Any]) -> None:
+        size = len(entry["body"]) + len(entry["path"])
+        size += sum(len(k) + len(v) for k, v in entry["headers"].items())
         with self._requests_lock:
-            self._requests.append(entry)
+            self._requests.append((entry, size))
+            self._requests_bytes += size
+            while len(self._requests) > 1 and (
+                len(self._requests) > self.request_log_size
+                or self._requests_bytes > self.request_log_bytes
+            ):
+                _, dropped = self._requests.popleft()
+                self._requests_bytes -= dropped
