@@ -1,5 +1,6 @@
 """Batching logging handlers that ship records to event-ingestion services."""
 
+from .exporter import ExportResult
 from .handler import BatchingHandler
 from .services.initialstate import InitialStateHandler
 from .services.json import JSONHandler
@@ -11,6 +12,7 @@ from .version import __version__
 __all__ = [
     "__version__",
     "BatchingHandler",
+    "ExportResult",
     "InitialStateHandler",
     "JSONHandler",
     "KronosHandler",

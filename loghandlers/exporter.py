@@ -9,8 +9,11 @@ batch is sent, so events arrive in the order they were logged.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -20,6 +23,38 @@ from .status import Reporter, Stats
 from .transport import RetryPolicy, Transport, redact_url
 
 AUTH_HOLD_SECONDS = 60.0
+
+OUTCOMES = ("delivered", "partial", "rejected", "spooled", "failed", "pending")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What became of one batch: a value, like OpenTelemetry's ``ExportResult``.
+
+    ``outcome`` is one of :data:`OUTCOMES`: "delivered" (all stored), "partial" (some
+    stored, the rest rejected for good), "rejected" (none stored, never will be),
+    "spooled" (kept on disk for a later replay), "failed" (neither delivered nor kept:
+    counted as failed), "pending" (``export_now`` stopped waiting; the batch is still in
+    flight and keeps exactly one fate). ``reasons`` are the server's reasons, secrets
+    scrubbed; ``reply_json`` is the last reply body when it was JSON.
+    """
+
+    outcome: str
+    delivered: int = 0
+    rejected: int = 0
+    reasons: tuple = ()
+    status: Any = None
+    reply_json: Any = None
+
+
+def reply_json_of(body: bytes) -> Any:
+    """The reply body parsed as JSON, or None when it isn't JSON."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 class Exporter:
@@ -47,12 +82,42 @@ class Exporter:
         self.deadline: float | None = None  # a close() in progress: no wait may pass it
         self.spool_pending = bool(spool and spool.has_pending())
         self.last_delivered = False
+        self._reasons = []
+        self._last_status = None
+        self._last_body = b""
         self.abandoned = False
         self._current_on_disk = False
 
     # ----------------------------------------------------------------- public
-    def export(self, events: list, request=None) -> None:
+    def export(self, events: list, request=None) -> ExportResult:
         """Deliver, spool or count ``events``; never raises. ``request``: already encoded."""
+        before = self.stats.snapshot()
+        self._reasons: list = []
+        self._last_status = None
+        self._last_body = b""
+        self._export(events, request)
+        after = self.stats.snapshot()
+        delta = {k: after[k] - before[k] for k in ("sent", "rejected", "spooled", "failed")}
+        if delta["spooled"]:
+            outcome = "spooled"
+        elif delta["failed"]:
+            outcome = "failed"
+        elif delta["rejected"] and delta["sent"]:
+            outcome = "partial"
+        elif delta["rejected"]:
+            outcome = "rejected"
+        else:
+            outcome = "delivered"
+        return ExportResult(
+            outcome,
+            delta["sent"],
+            delta["rejected"],
+            tuple(self._reasons),
+            self._last_status,
+            reply_json_of(self._last_body),
+        )
+
+    def _export(self, events: list, request=None) -> None:
         self.last_delivered = False
         if not events:
             return
@@ -231,12 +296,15 @@ class Exporter:
                 if fresh:
                     headers = {**headers, **fresh}
                 reply = self.transport.send(request, body, headers, self._timeout())
+                self._last_status, self._last_body = reply.status, reply.body
                 verdict = judge(reply)
             except requests.RequestException as exc:
                 verdict = Verdict(RETRY, f"{type(exc).__name__}: {exc}", kind="network")
             except Exception as exc:  # a bug in encoding or reading: keep the data
                 self.reporter.error("internal", f"{type(exc).__name__}: {exc}", len(events))
                 return HOLD
+            if verdict.reason and verdict.outcome != DELIVERED or verdict.rejected:
+                self._reasons.append(self.reporter.scrub(verdict.reason))
             if verdict.outcome == DELIVERED:
                 if verdict.rejected:
                     counts["rejected"] = counts.get("rejected", 0) + verdict.rejected

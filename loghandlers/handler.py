@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import lifecycle
 from . import options as opts
-from .exporter import Exporter
+from .exporter import Exporter, ExportResult
 from .records import base_fields, capture, created_of, default_source_id, minimal_fields
 from .spool import Spool
 from .status import Reporter, Stats
@@ -121,6 +121,8 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self._worker.start()
 
     def _convert(self, snapshot) -> dict:
+        if type(snapshot) is ReadyEvent:
+            return snapshot.event
         try:
             fields = base_fields(snapshot, self.formatter)
         except Exception as exc:  # a user formatter that raised: keep the record anyway
@@ -161,6 +163,44 @@ class BatchingHandler(logging.handlers.QueueHandler):
             self._wake.set()
         if not self._started:
             self._start_worker()
+
+    # ----------------------------------------------------------------- without a record
+    def submit(self, event: dict) -> None:
+        """Enqueue a ready-made event of this service (what its ``event()`` would build).
+
+        Same buffer, batching, retries, spool and exit drain as records; counted in
+        ``emitted``. Never blocks, never raises.
+        """
+        try:
+            if self._closed:
+                self._after_close += 1
+                return
+            self.enqueue(ReadyEvent(event))
+        except Exception:
+            pass
+
+    def export_now(self, events: list, timeout: float | None = None) -> ExportResult:
+        """Export ready-made ``events`` as their own batch, ahead of the buffer; wait for
+        the outcome at most ``timeout`` seconds (default: ``timeout`` x (retries + 1)).
+
+        If the wait ends first the events keep their one fate (still in flight, later
+        delivered or spooled) and the result's outcome is "pending".
+        """
+        events = list(events)
+        if not events:
+            return ExportResult("delivered")
+        if self._closed:
+            self._after_close += len(events)
+            return ExportResult("failed", reasons=("handler is closed",))
+        if timeout is None:
+            timeout = self.settings.timeout * (self.settings.retries + 1)
+        if not self._started:
+            self._start_worker()
+        self._emitted += len(events)
+        job = self._worker.export_job(events)
+        if _get_ident() in WORKER_IDENTS or not job.done.wait(timeout):
+            return ExportResult("pending")
+        return job.result or ExportResult("failed")
 
     # ----------------------------------------------------------------- public
     #: logging.shutdown() (3.12+) then calls only close(), which keeps to close_timeout
@@ -245,3 +285,12 @@ class BatchingHandler(logging.handlers.QueueHandler):
 def _called_by_logging_shutdown() -> bool:
     frame = sys._getframe(2)
     return frame is not None and frame.f_code is logging.shutdown.__code__
+
+
+class ReadyEvent:
+    """A buffered event that needs no conversion (``submit``)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: dict):
+        self.event = event

@@ -13,15 +13,46 @@ import logging.handlers
 import math
 import threading
 import time
+from collections import deque
 from typing import Callable
 
-from .exporter import Exporter
+from .exporter import Exporter, ExportResult
 from .records import dumps, minimal_fields
 
 #: seconds between looks at a spool that another sender is replaying
 SPOOL_POLL = 0.25
 #: thread idents of every worker in this process: records they log are never shipped
 WORKER_IDENTS: set = set()
+
+
+class ExportJob:
+    """Events handed straight to the worker by ``export_now``; the caller may wait on it."""
+
+    def __init__(self, events: list):
+        self.events = events
+        self.done = threading.Event()
+        self.result: ExportResult | None = None
+
+
+def combine(results: list) -> ExportResult:
+    """One result for a batch that went out as several requests."""
+    delivered = sum(r.delivered for r in results)
+    rejected = sum(r.rejected for r in results)
+    outcomes = {r.outcome for r in results}
+    for worst in ("spooled", "failed"):
+        if worst in outcomes:
+            outcome = worst
+            break
+    else:
+        if rejected and delivered:
+            outcome = "partial"
+        elif rejected:
+            outcome = "rejected"
+        else:
+            outcome = "delivered"
+    last = results[-1] if results else ExportResult("delivered")
+    reasons = tuple(reason for r in results for reason in r.reasons)
+    return ExportResult(outcome, delivered, rejected, reasons, last.status, last.reply_json)
 
 
 class BatchWorker(logging.handlers.QueueListener):
@@ -50,6 +81,23 @@ class BatchWorker(logging.handlers.QueueListener):
         self._inflight_copy: str | None = None
         self.abandoned = False
         self._thread = None
+        self.jobs: deque = deque()
+
+    def export_job(self, events: list) -> ExportJob:
+        """Ship ``events`` as their own batch, before the next buffered one."""
+        job = ExportJob(events)
+        self.taken += len(events)
+        self.jobs.append(job)
+        self.wake.set()
+        return job
+
+    def _run_jobs(self) -> None:
+        while self.jobs:
+            job = self.jobs.popleft()
+            try:
+                job.result = self._ship_events(job.events, len(job.events))
+            finally:
+                job.done.set()
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -116,12 +164,15 @@ class BatchWorker(logging.handlers.QueueListener):
                 not self.stopping.is_set()
                 and len(self.buffer) < self.wake_at
                 and not self._flush_requests
+                and not self.jobs
             ):
                 until = self._next_timed
                 if self.exporter.spool_pending and not self.exporter._held():
                     until = min(until, time.monotonic() + SPOOL_POLL)  # others' claims end soon
                 self.wake.wait(max(0.0, until - time.monotonic()))
             self.wake.clear()
+            if self.jobs:
+                self._run_jobs()
             if self.stopping.is_set():
                 self._drain(until=None)
                 return True
@@ -145,7 +196,7 @@ class BatchWorker(logging.handlers.QueueListener):
         return False
 
     def _interrupted(self) -> bool:
-        return self.stopping.is_set() or bool(self._flush_requests)
+        return self.stopping.is_set() or bool(self._flush_requests) or bool(self.jobs)
 
     def _drain(self, until: int | None) -> None:
         """Ship until the buffer is empty, or until every record up to ``until`` has left it."""
@@ -195,17 +246,25 @@ class BatchWorker(logging.handlers.QueueListener):
             if not snapshots:
                 return
             events = [self._convert_one(s) for s in snapshots]
+        self._ship_events(events, len(snapshots))
+        self._answer_flushes()
+
+    def _ship_events(self, events: list, count: int) -> ExportResult:
+        with self._handoff:
+            if self.abandoned:
+                return ExportResult("failed")
             self._inflight, self._inflight_copy = events, None
+        results = []
         try:
             for part, request in self._fit(events):
-                self.exporter.export(part, request)
+                results.append(self.exporter.export(part, request))
         finally:
             with self._handoff:
                 if self._inflight_copy is not None and self.exporter.last_delivered:
                     self.exporter.forget_spooled(self._inflight_copy, len(events))
                 self._inflight, self._inflight_copy = None, None
-                self.settled += len(snapshots)
-        self._answer_flushes()
+                self.settled += count
+        return combine(results)
 
     def _convert_one(self, snapshot) -> dict:
         try:
@@ -232,6 +291,13 @@ class BatchWorker(logging.handlers.QueueListener):
             if self._inflight:
                 self._inflight_copy = self.exporter.keep(self._inflight, in_flight=True)
             kept = 0
+            while self.jobs:  # export_now batches the worker never reached
+                job = self.jobs.popleft()
+                name = self.exporter.keep(job.events)
+                self.settled += len(job.events)
+                kept += len(job.events)
+                job.result = ExportResult("spooled" if name else "failed")
+                job.done.set()
             while True:  # the whole buffer, a batch at a time
                 left = self._take()
                 if not left:
