@@ -47,6 +47,19 @@ def slow(seconds_per_byte=0.5, body=b"ok"):
     return Behaviour("slow", 200, body=body, seconds=seconds_per_byte)
 
 
+def drip_head(seconds_per_byte=0.3, code=200, body=b"ok"):
+    """Dribble the status line and headers one byte at a time: each byte comes well within
+    any socket timeout, the whole head never does. Not counted as accepted (the client
+    never learns the status)."""
+    return Behaviour("drip_head", code, body=body, seconds=seconds_per_byte)
+
+
+def slow_reader(seconds_per_chunk=0.25, chunk=16 * 1024):
+    """Read the request body ``chunk`` bytes at a time (a stalled upload that never quite
+    stops), then answer 200."""
+    return Behaviour("slow_reader", 200, body=b"", seconds=(seconds_per_chunk, chunk))
+
+
 def huge(size=50 * 1024 * 1024, code=500):
     return Behaviour("huge", code, seconds=size)
 
@@ -160,7 +173,14 @@ class FaultServer:
             _reset(handler)
             self._record(handler, None, "reset")
             return
-        raw = handler.rfile.read(length)
+        if behaviour.kind == "slow_reader":
+            raw = _read_slowly(handler, length, *behaviour.seconds, self._stop)
+            if raw is None:
+                self._record(handler, None, "slow_reader")
+                return
+            behaviour = ok()
+        else:
+            raw = handler.rfile.read(length)
         body = gzip.decompress(raw) if handler.headers.get("Content-Encoding") == "gzip" else raw
         accepted = (
             behaviour.kind in ("answer", "slow", "reset_reply") and 200 <= behaviour.status < 300
@@ -183,6 +203,21 @@ class FaultServer:
             self._stop.wait(behaviour.seconds)
             _reset(handler)
             return
+        if behaviour.kind == "drip_head":
+            head = (
+                f"HTTP/1.1 {behaviour.status} Slow\r\nContent-Length: {len(behaviour.body)}\r\n"
+                f"X-Padding: {'p' * 64}\r\n\r\n"
+            ).encode("ascii")
+            try:
+                for byte in head:
+                    if self._stop.wait(behaviour.seconds):
+                        return
+                    handler.wfile.write(bytes([byte]))
+                    handler.wfile.flush()
+                handler.wfile.write(behaviour.body)
+            except OSError:
+                handler.close_connection = True
+            return
         if behaviour.kind == "huge":
             handler.send_response(behaviour.status)
             handler.send_header("Content-Length", str(int(behaviour.seconds)))
@@ -200,11 +235,14 @@ class FaultServer:
             handler.send_response(behaviour.status)
             handler.send_header("Content-Length", str(len(behaviour.body)))
             handler.end_headers()
-            for byte in behaviour.body:
-                if self._stop.wait(behaviour.seconds):
-                    return
-                handler.wfile.write(bytes([byte]))
-                handler.wfile.flush()
+            try:
+                for byte in behaviour.body:
+                    if self._stop.wait(behaviour.seconds):
+                        return
+                    handler.wfile.write(bytes([byte]))
+                    handler.wfile.flush()
+            except OSError:
+                handler.close_connection = True
             return
         handler.send_response(behaviour.status)
         for key, value in behaviour.headers.items():
@@ -237,6 +275,23 @@ class FaultServer:
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass  # resets and hangs are on purpose: no tracebacks
+
+
+def _read_slowly(handler, length: int, pause: float, chunk: int, stop) -> bytes | None:
+    """The request body, ``chunk`` bytes per ``pause``; None if the client gave up."""
+    parts, left = [], length
+    try:
+        while left > 0:
+            if stop.wait(pause):
+                return None
+            data = handler.rfile.read1(min(chunk, left))
+            if not data:
+                return None
+            parts.append(data)
+            left -= len(data)
+    except OSError:
+        return None
+    return b"".join(parts)
 
 
 def _reset(handler) -> None:
