@@ -13,6 +13,9 @@ import json
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from .transport import redact_userinfo, url_credentials
 
 ENV_PREFIX = "LOGHANDLERS_"
 
@@ -92,6 +95,14 @@ def url(value: Any) -> str:
     value = text(value).strip()
     if value and not value.lower().startswith(("http://", "https://")):
         raise ValueError("expected an http:// or https:// URL")
+    if value:
+        try:
+            urlsplit(value).port  # noqa: B018 (raises for a port out of range or not a number)
+        except ValueError as exc:
+            message = redact_userinfo(str(exc))
+            for credential in url_credentials(value):
+                message = message.replace(credential, "****")
+            raise ValueError(message) from None
     return value
 
 
@@ -202,7 +213,7 @@ def resolve(
         try:
             values[spec.name] = spec.parse(raw)
         except (ValueError, TypeError) as exc:
-            shown = "(secret)" if spec.secret else repr(raw)
+            shown = "(secret)" if spec.secret else redact_userinfo(repr(raw))
             where = origin or "default"
             raise ValueError(f"invalid {spec.name}={shown} from {where}: {exc}") from None
     return Settings(values, frozenset(s.name for s in specs if s.secret))

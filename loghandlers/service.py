@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Mapping
 
 from .options import Option
 from .records import dumps
-from .transport import Reply, Request, RetryPolicy, parse_retry_after
+from .transport import Reply, Request, RetryPolicy, parse_retry_after, url_credentials
 
 DELIVERED = "delivered"  # the whole batch is stored
 RETRY = "retry"  # nothing stored; the same request may succeed later
@@ -105,9 +105,11 @@ class Service:
         return "\n".join(parts)
 
     def secrets(self) -> list[str]:
-        """Values that must never appear in output (used to scrub error text)."""
+        """Values that must never appear in output (used to scrub error text): secret
+        options, and the user-info of the URL (as written, decoded, and as Basic auth)."""
         names = [spec.name for spec in self.options if spec.secret]
-        return [getattr(self.settings, name) for name in names if getattr(self.settings, name)]
+        found = [getattr(self.settings, name) for name in names if getattr(self.settings, name)]
+        return found + url_credentials(self.settings.url) + url_credentials(self.endpoint())
 
     # ----------------------------------------------------------------- mapping
     def event(self, fields: dict, created: float, source_id: str) -> dict:

@@ -2,21 +2,38 @@
 
 A background failure must be visible without flooding: each kind of error is printed once,
 then at most once a minute with a count, always through ``on("error")`` and ``stats()``.
-Every message passes through :meth:`Reporter.scrub`, which blanks the handler's secrets.
+Every message passes through :meth:`Reporter.scrub`, which blanks the handler's secrets in
+any encoding a server may echo them in (raw, %-encoded, JSON- or XML/HTML-escaped, a bytes
+repr, or a prefix of 8+ characters left by a truncation) and the user-info of any URL, and
+then through :func:`printable`, so a reply's NULs, newlines and escape sequences never reach
+a terminal or a log file as such, and no message is longer than :data:`MAX_MESSAGE`.
+
+Threading: ``Stats.counts`` is written by the worker thread under ``Stats._lock``; the
+handler reads snapshots under the same lock. ``Reporter`` keeps its rate-limit state under
+its own lock; callbacks are registered by the application before traffic and called on the
+worker thread, outside any lock.
 """
 
 from __future__ import annotations
 
+import functools
+import html.entities
+import re
 import sys
 import threading
 import time
 from collections import Counter
 from typing import Callable
-from urllib.parse import quote, quote_plus
+
+from .transport import redact_userinfo
 
 EVENTS = ("send", "flush", "error")
 COUNTERS = ("sent", "retried", "rejected", "failed", "spooled", "replayed", "suppressed")
 REPEAT_AFTER = 60.0
+#: longest message text passed to stderr or on("error"), in characters
+MAX_MESSAGE = 1000
+#: a secret cut to this many characters or more is still blanked
+MIN_SECRET_PREFIX = 8
 
 
 class Stats:
@@ -58,13 +75,12 @@ class Reporter:
         self._callbacks[event].append(callback)
 
     def scrub(self, text: str) -> str:
-        """Blank each secret, also as it looks inside a URL or a form (``+`` → ``%2B``)."""
-        for secret in self._secrets():
-            if not secret:
-                continue
-            for form in {secret, quote(secret, safe=""), quote_plus(secret, safe="")}:
-                if form in text:
-                    text = text.replace(form, "****")
+        """Blank each secret in every form a server may echo it in, longest first, and
+        the user-info of any URL."""
+        text = redact_userinfo(text)
+        secrets = {str(s) for s in self._secrets() if s}
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = _secret_pattern(secret).blank(text)
         return text
 
     def fire(self, event: str, payload: dict) -> None:
@@ -76,7 +92,7 @@ class Reporter:
                     self.error("callback", f"on({event!r}) callback raised {type(exc).__name__}")
 
     def error(self, kind: str, message: str, events: int = 0) -> None:
-        message = self.scrub(message)
+        message = printable(self.scrub(message))
         with self._lock:
             self.stats.errors[kind] += 1
             now = time.monotonic()
@@ -103,3 +119,115 @@ class Reporter:
             stream.flush()
         except Exception:
             pass
+
+
+# ----------------------------------------------------------------------------- output
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as one printable line of at most ``limit`` characters (plus a marker):
+    control and format characters (NUL, newlines, ESC, bidi overrides...) become escapes."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escape(c) for c in text)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+# ----------------------------------------------------------------------------- secrets
+def _hex(value: int, width: int, padded: bool = True) -> str:
+    """``value`` in hex as a regex, in any letter case; ``padded``: with any number of
+    leading zeros (as in ``&#x002B;``), else exactly ``width`` digits (as in ``%2B``)."""
+    digits = f"{value:0{width}x}"
+    if padded:
+        digits = digits.lstrip("0") or "0"
+    pattern = "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in digits)
+    return "0*" + pattern if padded else pattern
+
+
+@functools.cache
+def _entity_names() -> dict:
+    """Character -> the HTML5 entity names that stand for it alone (``&plus;``...)."""
+    names: dict = {}
+    for name, value in html.entities.html5.items():
+        if len(value) == 1 and name.endswith(";"):
+            names.setdefault(value, []).append(name)
+    return names
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_pattern(char: str) -> str:
+    """A regex for one character of a secret in every encoding we know a server to echo:
+    itself (possibly backslash-escaped, as JSON writes ``\\/`` and ``\\"``), %XX of its
+    UTF-8 bytes (also %25XX, twice encoded), ``+`` for a space, ``\\uXXXX`` (a surrogate
+    pair beyond the BMP), ``\\xXX``/``\\UXXXXXXXX`` (Python reprs), ``&#DD;``/``&#xHH;``
+    and named entities (also with ``&amp;`` in front, escaped twice)."""
+    code = ord(char)
+    utf8 = char.encode("utf-8", "surrogatepass")
+    forms = [r"\\*" + re.escape(char)]
+    forms.append("".join(f"%(?:25)?{_hex(b, 2, padded=False)}" for b in utf8))
+    if char == " ":
+        forms.append(r"\+")
+    if code < 0x10000:
+        forms.append(r"\\+u" + _hex(code, 4))
+    else:
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        forms.append(rf"\\+u{_hex(high, 4)}\\+u{_hex(low, 4)}")
+        forms.append(r"\\+U" + _hex(code, 8))
+    if code < 0x100:
+        forms.append(r"\\+x" + _hex(code, 2))
+    if len(utf8) > 1:
+        forms.append("".join(r"\\+x" + _hex(b, 2) for b in utf8))
+    entity = "&(?:amp;)*"
+    forms.append(f"{entity}#0*{code};?")
+    forms.append(f"{entity}#[xX]{_hex(code, 2)};?")
+    forms += [entity + re.escape(name) for name in _entity_names().get(char, ())]
+    return "(?:" + "|".join(forms) + ")"
+
+
+class _SecretPattern:
+    """Finds a secret, or a prefix of it of :data:`MIN_SECRET_PREFIX`+ characters, each
+    character in any of its encodings, and blanks the whole stretch."""
+
+    def __init__(self, secret: str):
+        head = secret[:MIN_SECRET_PREFIX]
+        self.head = re.compile("".join(_char_pattern(c) for c in head))
+        self.rest = [re.compile(_char_pattern(c)) for c in secret[len(head) :]]
+
+    def blank(self, text: str) -> str:
+        out, position = [], 0
+        for found in self.head.finditer(text):
+            if found.start() < position:
+                continue  # inside a stretch already blanked
+            end = found.end()
+            for char in self.rest:
+                more = char.match(text, end)
+                if more is None:
+                    break
+                end = more.end()
+            out.append(text[position : found.start()])
+            out.append("****")
+            position = end
+        if not out:
+            return text
+        out.append(text[position:])
+        return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _secret_pattern(secret: str) -> _SecretPattern:
+    return _SecretPattern(secret)

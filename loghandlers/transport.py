@@ -1,26 +1,56 @@
-"""HTTP: one pooled session per handler, a retry policy, compression.
+"""HTTP: one pooled session per handler, a retry policy, compression, request deadlines.
 
 The retry loop lives in :mod:`loghandlers.exporter`, not in urllib3, because only the
 service can tell a retryable answer from a final one (Kronos says "failed" with a 200) and
 because waits must yield to a ``close()`` deadline instead of sleeping inside urllib3.
+
+``timeout`` is a deadline for a whole request: connect, send, and read the whole reply.
+Socket timeouts alone can't promise that (each read that brings one byte restarts them, so
+a server dripping a byte every half second holds a request for days), so each request also
+registers with one process-wide watchdog thread which, at the deadline, shuts down the
+sockets that request is using; the blocked read or write then fails at once and the
+attempt ends as a timeout.
+
+Threading: a :class:`Transport` is used by one thread at a time (its handler's worker).
+A :class:`RequestDeadline` is written by that thread (``watch``, ``finish``) and by the
+watchdog thread (``expire``), always under its own lock; once ``finish`` has run, the
+watchdog never touches the request's sockets again, so a connection back in the pool is
+never cut by an old timer. The watchdog's heap is guarded by its condition's lock and is
+rebuilt empty in a forked child (the thread does not survive the fork).
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import heapq
+import itertools
+import os
 import random
+import re
+import socket
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Mapping
-from urllib.parse import quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote_plus, unquote, urlsplit, urlunsplit
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.poolmanager
 from requests.adapters import HTTPAdapter
 
 #: answers worth another try: the request may succeed unchanged later
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RESPONSE_BYTES = 1024 * 1024  # never buffer a runaway error page
+#: the longest wait a server's Retry-After can ask for (a larger one is read as this)
+MAX_RETRY_AFTER = 24 * 3600.0
+#: Retry-After as delta-seconds: RFC 9110 says 1*DIGIT; a decimal fraction is tolerated
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+#: ``scheme://user-info@`` anywhere in a text (an authority holds no / ? # or space)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]*@")
 
 
 _FORM_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -36,6 +66,27 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, f"****@{host}", parts.path, parts.query, parts.fragment))
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the user-info of every URL in it replaced by ``****``."""
+    return _USERINFO.sub(r"\1****@", text) if "@" in text else text
+
+
+def url_credentials(url: str) -> list[str]:
+    """The user-info of ``url`` in each form it may be shown in: as written, %-decoded,
+    the password alone, and the ``Authorization: Basic`` token requests makes of it.
+    (A user name alone is not blanked everywhere: "api" or "user" is no secret, and a
+    token given as the user name is the whole user-info.)"""
+    authority = re.split(r"[/?#]", (url or "").partition("://")[2], maxsplit=1)[0]
+    if "@" not in authority:
+        return []  # (parsed by hand: urlsplit refuses some URLs, and says so with the URL)
+    userinfo = authority.rpartition("@")[0]
+    user, _, password = userinfo.partition(":")
+    decoded = f"{unquote(user)}:{unquote(password)}"
+    basic = base64.b64encode(decoded.encode("latin-1", "replace")).decode("ascii")
+    found = [userinfo, unquote(userinfo), decoded, password, unquote(password), basic]
+    return [item for item in dict.fromkeys(found) if item]
 
 
 def form_quote(value: str) -> str:
@@ -58,29 +109,31 @@ class RetryPolicy:
         return status in RETRYABLE_STATUSES or status >= 500
 
     def delay(self, retry_number: int, retry_after: float | None = None) -> float:
-        """Seconds before retry ``retry_number`` (1-based); the server's Retry-After wins."""
-        if retry_after is not None:
-            return max(0.0, retry_after)
+        """Seconds before retry ``retry_number`` (1-based); the server's Retry-After wins,
+        up to :data:`MAX_RETRY_AFTER` (whether to wait that long is ``max_backoff``'s call)."""
+        if retry_after is not None and retry_after == retry_after:  # NaN is no delay
+            return min(MAX_RETRY_AFTER, max(0.0, retry_after))
         step = min(self.max_backoff, self.backoff * (2 ** (retry_number - 1)))
         return step * (1.0 - self.jitter * random.random())
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: either delta-seconds or an HTTP date."""
+    """Retry-After as seconds from now: either delta-seconds or an HTTP date, at most
+    :data:`MAX_RETRY_AFTER`. Anything else (``1e999``, ``inf``, ``-5``, garbage) is None:
+    not a delay, so the caller's own backoff applies."""
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if _DELTA_SECONDS.fullmatch(value):
+        return min(MAX_RETRY_AFTER, float(value))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError, OSError, AttributeError):
         return None
-    if when is None:
+    if seconds != seconds:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 @dataclass
@@ -124,7 +177,7 @@ class Transport:
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
+        adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -145,28 +198,48 @@ class Transport:
     def send(
         self, request: Request, body: bytes, headers: Mapping, timeout: float | None = None
     ) -> Reply:
-        """One attempt. Raises ``requests.RequestException`` on network failure."""
-        response = self.session.request(
-            request.method,
-            request.url,
-            data=body,
-            headers=headers,
-            timeout=self.timeout if timeout is None else timeout,
-            verify=self.verify,
-            stream=True,
-            allow_redirects=False,
-        )
-        chunks, size = [], 0
+        """One attempt, over within ``timeout`` seconds (default: the transport's) from
+        connect to the reply's last byte. Raises ``requests.RequestException`` on network
+        failure, ``requests.Timeout`` when the deadline cut the request short. Redirects
+        are never followed here: a 3xx is a reply like any other, for the service to judge.
+        """
+        seconds = self.timeout if timeout is None else timeout
+        deadline = RequestDeadline(time.monotonic() + seconds)
+        _WATCHDOG.add(deadline)
+        _current.deadline = deadline
+        response = None
         try:
-            for chunk in response.iter_content(64 * 1024):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= MAX_RESPONSE_BYTES:
-                    break  # a runaway body; close() below drops this connection
-        except requests.RequestException:
-            pass  # the status is what counts; a broken body is not worth a retry
+            try:
+                response = self.session.request(
+                    request.method,
+                    request.url,
+                    data=body,
+                    headers=headers,
+                    timeout=(seconds, seconds),
+                    verify=self.verify,
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except requests.RequestException:
+                if deadline.expired:
+                    raise requests.Timeout(
+                        f"timed out: no complete reply within {seconds:g} s"
+                    ) from None
+                raise
+            chunks, size = [], 0
+            try:
+                for chunk in response.iter_content(64 * 1024):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= MAX_RESPONSE_BYTES:
+                        break  # a runaway body; close() below drops this connection
+            except requests.RequestException:
+                pass  # the status is what counts; a broken or cut body is not worth a retry
         finally:
-            response.close()  # back to the pool if fully read, closed otherwise
+            deadline.finish()
+            _current.deadline = None
+            if response is not None:
+                response.close()  # back to the pool if fully read, closed otherwise
         content = b"".join(chunks)[:MAX_RESPONSE_BYTES]
         return Reply(response.status_code, response.headers, content)
 
@@ -175,3 +248,155 @@ class Transport:
             self.session.close()
         except Exception:
             pass
+
+
+# --------------------------------------------------------------------- request deadlines
+class RequestDeadline:
+    """The moment one request must be over by, and the sockets it is using."""
+
+    def __init__(self, at: float):
+        self.at = at
+        self.expired = False
+        self._sockets: list = []
+        self._done = False
+        self._lock = threading.Lock()
+
+    def watch(self, sock) -> None:
+        """``sock`` carries this request (called on the requesting thread)."""
+        with self._lock:
+            if self._done or any(known is sock for known in self._sockets):
+                return
+            self._sockets.append(sock)
+            if self.expired:  # a connection made after the deadline: cut it too
+                _cut(sock)
+
+    def expire(self) -> None:
+        """The deadline passed (called by the watchdog): end the request now."""
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _cut(sock)
+
+    def finish(self) -> None:
+        """The request is over: the watchdog must leave its sockets alone from now on."""
+        with self._lock:
+            self._done = True
+            self._sockets.clear()
+
+
+def _cut(sock) -> None:
+    """Shut a socket down for both directions so a read or write blocked on it returns.
+    ``socket.socket.shutdown`` also for TLS sockets: the ssl module's own ``shutdown``
+    would tear down the TLS state under the thread that is reading."""
+    try:
+        if sock.fileno() != -1:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+class _Watchdog:
+    """One daemon thread per process that expires requests at their deadlines."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: RequestDeadline) -> None:
+        with self._cond:
+            earliest = self._heap[0][0] if self._heap else None
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="loghandlers-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif earliest is None or deadline.at < earliest:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        cond, heap = self._cond, self._heap
+        while True:
+            due = []
+            with cond:
+                while not heap:
+                    cond.wait()
+                now = time.monotonic()
+                while heap and heap[0][0] <= now:
+                    due.append(heapq.heappop(heap)[2])
+                if not due:
+                    cond.wait(heap[0][0] - now)
+            for deadline in due:
+                deadline.expire()
+
+    def after_fork_in_child(self) -> None:
+        self._reset()
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # the deadline of the request this thread is sending
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WATCHDOG.after_fork_in_child)
+
+
+def _watch(sock) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedConnection:
+    """Tells the current request's deadline about every socket the connection uses."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch(self.sock)
+
+    def request(self, *args, **kwargs):
+        _watch(self.sock)  # a pooled connection being reused
+        return super().request(*args, **kwargs)
+
+    def getresponse(self):
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with connections that report their sockets to the deadline."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        # an HTTP(S) proxy uses the default pools; a SOCKS proxy has its own: keep those
+        if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
