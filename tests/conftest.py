@@ -1,9 +1,12 @@
+"""Fixtures every test module shares: the loopback server, handler factories, a logger."""
+
 import logging
 import os
 
 import pytest
 
-from tests.faultserver import FaultServer
+from tests.helpers import FAST
+from tests.loopback import LoopbackServer, ok
 
 
 @pytest.fixture(autouse=True)
@@ -15,17 +18,50 @@ def clean_environment(monkeypatch):
 
 
 @pytest.fixture
-def server():
-    with FaultServer() as srv:
+def server_default():
+    """What ``server`` answers once its script is empty; a service's test module overrides
+    this with that service's success reply."""
+    return ok()
+
+
+@pytest.fixture
+def server(server_default):
+    """A :class:`tests.loopback.LoopbackServer` on 127.0.0.1, stopped after the test."""
+    with LoopbackServer(default=server_default) as srv:
         yield srv
 
 
 @pytest.fixture
-def make_handler(tmp_path):
-    """Build handlers that are always closed, with a private spool directory."""
+def handler_class():
+    """The handler ``make`` builds; a service's test module overrides this."""
+    from loghandlers import JSONHandler
+
+    return JSONHandler
+
+
+@pytest.fixture
+def make(handler_class, tmp_path):
+    """Build ``handler_class`` handlers with :data:`tests.helpers.FAST` options (nothing
+    ships until ``flush()``) and a private spool; all are closed after the test."""
     made = []
 
-    def make(cls=None, **options):
+    def build(**options):
+        handler = handler_class(**{**FAST, "spool_dir": str(tmp_path / "spool"), **options})
+        made.append(handler)
+        return handler
+
+    yield build
+    for handler in made:
+        handler.close()
+
+
+@pytest.fixture
+def make_handler(tmp_path):
+    """Build handlers that ship on their own (50 ms flushes), with a private spool
+    directory; all are closed after the test."""
+    made = []
+
+    def build(cls=None, **options):
         if cls is None:
             from loghandlers import JSONHandler as cls
         options.setdefault("spool_dir", str(tmp_path / "spool"))
@@ -35,7 +71,7 @@ def make_handler(tmp_path):
         made.append(handler)
         return handler
 
-    yield make
+    yield build
     for handler in made:
         handler.close(timeout=2)
 

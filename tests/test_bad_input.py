@@ -55,7 +55,7 @@ def test_unserializable_extras_are_replaced_and_the_batch_survives(server, make_
     logger.info("after")
     assert handler.flush(timeout=10)
     for request in server.requests:
-        strict_loads(request["body"])  # no bare NaN/Infinity anywhere
+        strict_loads(request.decoded())  # no bare NaN/Infinity anywhere
     events = {e["message"]: e for e in server.events}
     assert set(events) == {"before", "odd values", "after"}
     odd = events["odd values"]
@@ -92,7 +92,7 @@ def test_lone_surrogates_become_replacement_characters(server, make_handler, log
     assert bad["message"] == "bad \ufffd unicode" and bad["k\ufffd"] == "v\ufffd"
     assert good["message"] == "good \U0001f600 emoji"
     for request in server.requests:
-        request["body"].decode("ascii")
+        request.decoded().decode("ascii")
 
 
 def test_a_10mb_message_is_delivered_truncated(server, make_handler, logger):

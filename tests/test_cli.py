@@ -7,7 +7,7 @@ import sys
 
 from loghandlers import JSONHandler
 from loghandlers.__main__ import main
-from tests.faultserver import FaultServer, free_port
+from tests.loopback import LoopbackServer, free_port
 
 
 def run_cli(*args, env=None, timeout=60):
@@ -92,7 +92,7 @@ def test_replay_sends_a_spool_left_by_an_earlier_process(tmp_path, capsys, monke
     log.removeHandler(handler)
     assert handler.stats()["spooled"] == 3
     monkeypatch.setenv("LOGHANDLERS_JSON_URL", url)
-    with FaultServer(port=port) as srv:
+    with LoopbackServer(port=port) as srv:
         assert main(["replay", "--spool-dir", spool_dir, "--timeout", "20"]) == 0
         assert [e["message"] for e in srv.events] == ["spooled 0", "spooled 1", "spooled 2"]
     assert "replayed 3 events; 0 batches left" in capsys.readouterr().out

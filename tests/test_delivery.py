@@ -8,11 +8,8 @@ import sys
 import time
 
 from loghandlers import JSONHandler
-from tests.faultserver import FaultServer, free_port, hang, huge, reset, slow, status
-
-
-def messages(server):
-    return [event["message"] for event in server.events]
+from tests.helpers import messages
+from tests.loopback import LoopbackServer, free_port, hang, huge, reset, slow, status
 
 
 def test_5xx_and_resets_are_retried_until_delivered(server, make_handler, logger):
@@ -21,7 +18,7 @@ def test_5xx_and_resets_are_retried_until_delivered(server, make_handler, logger
     logger.addHandler(handler)
     logger.info("eventually")
     assert handler.flush(timeout=10)
-    assert messages(server) == ["eventually"]
+    assert messages(server.events) == ["eventually"]
     assert len(server.requests) == 4
     stats = handler.stats()
     assert stats["retried"] == 3 and stats["sent"] == 1 and stats["spooled"] == 0
@@ -33,9 +30,9 @@ def test_retry_after_is_honoured(server, make_handler, logger):
     logger.addHandler(handler)
     logger.info("patient")
     assert handler.flush(timeout=10)
-    first, second = server.requests[0]["time"], server.requests[1]["time"]
+    first, second = server.requests[0].arrived, server.requests[1].arrived
     assert second - first >= 0.9  # the server asked for one second; backoff alone is 0.01
-    assert messages(server) == ["patient"]
+    assert messages(server.events) == ["patient"]
 
 
 def test_backoff_grows_between_retries(server, make_handler, logger):
@@ -44,7 +41,7 @@ def test_backoff_grows_between_retries(server, make_handler, logger):
     logger.addHandler(handler)
     logger.info("x")
     assert handler.flush(timeout=10)
-    times = [r["time"] for r in server.requests]
+    times = [r.arrived for r in server.requests]
     gaps = [b - a for a, b in zip(times, times[1:])]
     # jittered exponential: each wait is in [0.5, 1] x 0.2 * 2**n
     assert gaps[0] >= 0.09 and gaps[1] >= 0.19 and gaps[2] >= 0.39
@@ -59,7 +56,7 @@ def test_400_is_not_retried_and_the_next_batch_still_goes(server, make_handler, 
     logger.info("accepted")
     assert handler.flush(timeout=10)
     assert len(server.requests) == 2
-    assert messages(server) == ["accepted"]
+    assert messages(server.events) == ["accepted"]
     stats = handler.stats()
     assert stats["rejected"] == 1 and stats["retried"] == 0 and stats["errors"] == {"http_400": 1}
 
@@ -78,13 +75,13 @@ def test_errors_are_reported_once_on_stderr(server, make_handler, logger, capfd)
 
 
 def test_huge_and_slow_error_bodies_do_not_hang_or_bloat(make_handler, logger):
-    with FaultServer() as server:
+    with LoopbackServer() as server:
         server.push(huge(), slow(0.05, b"x" * 10))
         handler = make_handler(url=server.url, retries=3, backoff=0.01, timeout=2)
         logger.addHandler(handler)
         logger.info("survives")
         assert handler.flush(timeout=20)
-        assert messages(server) == ["survives"]
+        assert messages(server.events) == ["survives"]
 
 
 def test_outage_spools_then_replays_everything_in_order(tmp_path, logger):
@@ -102,13 +99,13 @@ def test_outage_spools_then_replays_everything_in_order(tmp_path, logger):
         stats = handler.stats()
         assert stats["spooled"] == 35 and stats["sent"] == 0
         assert handler.stats()["spool"]["files"] >= 1
-        with FaultServer(port=port) as server:
+        with LoopbackServer(port=port) as server:
             for i in range(35, 40):
                 logger.info("o%d", i)
             handler._exporter.hold_until = 0  # skip the rest of the hold for the test's sake
             assert handler.flush(timeout=10)
             assert server.wait_for_events(40)
-            assert messages(server) == [f"o{i}" for i in range(40)]
+            assert messages(server.events) == [f"o{i}" for i in range(40)]
             stats = handler.stats()
             assert stats["replayed"] == 35 and stats["sent"] == 5
             assert stats["emitted"] == stats["sent"] + stats["spooled"]
@@ -154,7 +151,7 @@ def test_a_new_handler_of_the_same_identity_replays_and_others_do_not(tmp_path, 
     first.close()
     logger.removeHandler(first)
     assert first.stats()["spooled"] == 1
-    with FaultServer(port=port) as server:
+    with LoopbackServer(port=port) as server:
         other = JSONHandler(url=url + "/elsewhere", spool_dir=spool_dir, flush_interval=0.05)
         other.flush(timeout=5)
         other.close()
@@ -164,14 +161,14 @@ def test_a_new_handler_of_the_same_identity_replays_and_others_do_not(tmp_path, 
         )
         assert server.wait_for_events(1)
         same.close()
-        assert messages(server) == ["from the first"]
+        assert messages(server.events) == ["from the first"]
         assert same.stats()["replayed"] == 1
 
 
 def test_close_returns_by_its_deadline_against_a_hanging_endpoint(tmp_path, logger):
     spool_dir = str(tmp_path / "spool")
     port = free_port()
-    with FaultServer(default=hang(20), port=port) as server:
+    with LoopbackServer(default=hang(20), port=port) as server:
         handler = JSONHandler(
             url=server.url, spool_dir=spool_dir, close_timeout=1, timeout=30, flush_interval=0.05
         )
@@ -186,7 +183,7 @@ def test_close_returns_by_its_deadline_against_a_hanging_endpoint(tmp_path, logg
         stats = handler.stats()
         assert stats["spooled"] == 20 and stats["sent"] == 0
     # the next process, endpoint healthy again, replays what was left
-    with FaultServer(port=port) as healthy:
+    with LoopbackServer(port=port) as healthy:
         script = (
             "from loghandlers import JSONHandler;"
             f"h = JSONHandler(url={healthy.url!r}, spool_dir={spool_dir!r}, flush_interval=0.05);"
@@ -197,7 +194,9 @@ def test_close_returns_by_its_deadline_against_a_hanging_endpoint(tmp_path, logg
             [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
         )
         assert out.stdout.strip() == "20", out.stderr
-        assert sorted(messages(healthy), key=lambda m: int(m[1:])) == [f"h{i}" for i in range(20)]
+        assert sorted(messages(healthy.events), key=lambda m: int(m[1:])) == [
+            f"h{i}" for i in range(20)
+        ]
 
 
 def test_spool_mode_always_writes_before_sending_and_cleans_up(
@@ -237,7 +236,7 @@ def test_spool_size_cap_drops_oldest_batches_and_counts_them(tmp_path, logger):
 def test_after_a_partial_rejection_only_the_good_events_are_spooled(tmp_path, logger):
     from loghandlers import SamsaraHandler
 
-    with FaultServer(default=status(500)) as server:
+    with LoopbackServer(default=status(500)) as server:
         server.push(
             status(400, body=json.dumps(["OK", "timestamp must be an integer", "OK"]).encode())
         )

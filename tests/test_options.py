@@ -124,7 +124,7 @@ def test_dictconfig_strings_for_every_kind_of_option(server, tmp_path):
         event = server.events[0]
         assert event["funcName"] == "test_dictconfig_strings_for_every_kind_of_option"
         assert event["env"] == "test"
-        assert server.requests[0]["headers"]["Content-Encoding"] == "gzip"
+        assert server.requests[0].header("Content-Encoding") == "gzip"
     finally:
         handler.close()
         log.removeHandler(handler)

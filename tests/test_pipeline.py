@@ -8,11 +8,8 @@ import time
 
 import pytest
 
-from tests.faultserver import FaultServer, hang
-
-
-def messages(server):
-    return [event["message"] for event in server.events]
+from tests.helpers import messages
+from tests.loopback import LoopbackServer, hang
 
 
 def test_dictconfig_delivers_the_documented_event(server):
@@ -43,8 +40,8 @@ def test_dictconfig_delivers_the_documented_event(server):
         assert event["level"] == "INFO"
         assert event["logger"] == "dictcfg"
         assert event["timestamp"].endswith("Z") and event["timestamp"][:2] == "20"
-        assert server.requests[0]["path"] == "/ingest"
-        assert server.requests[0]["headers"]["Content-Type"] == "application/json"
+        assert server.requests[0].path == "/ingest"
+        assert server.requests[0].header("Content-Type") == "application/json"
     finally:
         handler.close()
         log.removeHandler(handler)
@@ -56,9 +53,9 @@ def test_a_full_batch_ships_without_waiting_for_the_interval(server, make_handle
     for i in range(120):
         logger.info("n%d", i)
     assert server.wait_for_requests(2)
-    assert [len(r["json"]) for r in server.requests[:2]] == [50, 50]
+    assert [len(r.json()) for r in server.requests[:2]] == [50, 50]
     handler.flush(timeout=10)
-    assert messages(server) == [f"n{i}" for i in range(120)]
+    assert messages(server.events) == [f"n{i}" for i in range(120)]
 
 
 def test_the_interval_ships_a_partial_batch(server, make_handler, logger):
@@ -66,7 +63,7 @@ def test_the_interval_ships_a_partial_batch(server, make_handler, logger):
     logger.addHandler(handler)
     logger.info("lonely")
     assert server.wait_for_events(1)
-    assert messages(server) == ["lonely"]
+    assert messages(server.events) == ["lonely"]
 
 
 def test_min_batch_size_holds_small_batches_until_close(server, make_handler, logger):
@@ -76,7 +73,7 @@ def test_min_batch_size_holds_small_batches_until_close(server, make_handler, lo
     logger.info("two")
     assert not server.wait_for_requests(1, timeout=0.5)
     handler.close()
-    assert messages(server) == ["one", "two"]
+    assert messages(server.events) == ["one", "two"]
 
 
 def test_max_batch_bytes_splits_requests(server, make_handler, logger):
@@ -86,7 +83,7 @@ def test_max_batch_bytes_splits_requests(server, make_handler, logger):
         logger.info("%d %s", i, "x" * 400)
     assert handler.flush(timeout=10)
     assert len(server.events) == 40
-    assert all(len(r["body"]) <= 4096 for r in server.requests)
+    assert all(len(r.decoded()) <= 4096 for r in server.requests)
     assert len(server.requests) > 4
 
 
@@ -97,12 +94,12 @@ def test_a_single_event_over_the_byte_limit_is_truncated_not_lost(server, make_h
     assert handler.flush(timeout=10)
     assert len(server.events) == 1
     assert "truncated" in server.events[0]["message"]
-    assert len(server.requests[0]["body"]) <= 4096
+    assert len(server.requests[0].decoded()) <= 4096
     assert handler.stats()["truncated"] == 1
 
 
 def test_full_buffer_drops_the_oldest_and_counts_them(make_handler, logger):
-    with FaultServer() as server:
+    with LoopbackServer() as server:
         server.push(hang(5))  # the first batch hangs, so the buffer fills behind it
         handler = make_handler(
             url=server.url, max_queue_size=10, batch_size=1, timeout=0.5, retries=0, spool_dir=""
@@ -116,7 +113,7 @@ def test_full_buffer_drops_the_oldest_and_counts_them(make_handler, logger):
         assert stats["dropped"] == 15
         assert stats["queued"] == 10
         assert handler.flush(timeout=15)
-        assert messages(server) == [f"r{i}" for i in range(15, 25)]
+        assert messages(server.events) == [f"r{i}" for i in range(15, 25)]
         stats = handler.stats()
         assert stats["emitted"] == 26
         assert stats["sent"] + stats["failed"] + stats["dropped"] == 26
@@ -132,7 +129,7 @@ def test_flush_returns_after_everything_before_it_arrived(server, make_handler, 
 
 
 def test_flush_times_out_against_a_hanging_endpoint(make_handler, logger):
-    with FaultServer(default=hang(3)) as server:
+    with LoopbackServer(default=hang(3)) as server:
         handler = make_handler(url=server.url, timeout=2, retries=0)
         logger.addHandler(handler)
         logger.info("stuck")
@@ -148,7 +145,7 @@ def test_on_callbacks_see_send_flush_and_error(server, make_handler, logger):
     logger.addHandler(handler)
     logger.info("a")
     handler.flush(timeout=10)
-    from tests.faultserver import status
+    from tests.loopback import status
 
     server.push(status(400, body=b"no"))
     logger.info("b")
@@ -179,7 +176,7 @@ def test_records_after_close_are_counted_not_shipped(server, make_handler, logge
 
 
 def test_emit_does_not_wait_for_a_hanging_endpoint(make_handler, logger):
-    with FaultServer(default=hang(5)) as server:
+    with LoopbackServer(default=hang(5)) as server:
         handler = make_handler(
             url=server.url, batch_size=1, timeout=3, retries=0, close_timeout=0.5
         )

@@ -103,9 +103,9 @@ def test_urllib3_debug_logs_from_our_worker_are_not_shipped(server, make_handler
 
 
 def test_two_handlers_do_not_ship_each_others_http_logs(make_handler):
-    from tests.faultserver import FaultServer
+    from tests.loopback import LoopbackServer
 
-    with FaultServer() as one, FaultServer() as two:
+    with LoopbackServer() as one, LoopbackServer() as two:
         root = logging.getLogger()
         old_level = root.level
         first = make_handler(url=one.url)
@@ -146,9 +146,9 @@ def test_sigterm_mid_stream_drains_before_dying(server, tmp_path):
 
 def test_sigterm_during_the_exit_drain_waits_for_it(tmp_path):
     """``with Pool()`` sends SIGTERM to children that are already draining at exit."""
-    from tests.faultserver import FaultServer, slow
+    from tests.loopback import LoopbackServer, slow
 
-    with FaultServer(default=slow(0.25, b"ok")) as server:  # 0.5 s per request
+    with LoopbackServer(default=slow(0.25, b"ok")) as server:  # 0.5 s per request
         script = (
             "import logging, sys; from loghandlers import JSONHandler;"
             f"h = JSONHandler(url={server.url!r}, batch_size=1, flush_interval=3600,"
@@ -170,9 +170,9 @@ def test_sigterm_during_the_exit_drain_waits_for_it(tmp_path):
 
 def test_logging_shutdown_keeps_to_close_timeout_against_a_hanging_endpoint(tmp_path):
     """Python < 3.12's logging.shutdown() flushes before it closes: both stay bounded."""
-    from tests.faultserver import FaultServer, hang
+    from tests.loopback import LoopbackServer, hang
 
-    with FaultServer(default=hang(20)) as server:
+    with LoopbackServer(default=hang(20)) as server:
         script = (
             "import logging, time; from loghandlers import JSONHandler;"
             f"h = JSONHandler(url={server.url!r}, close_timeout=1, timeout=30,"

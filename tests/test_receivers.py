@@ -1,6 +1,6 @@
 """What a receiver can do to us: drip, stall, echo secrets, send garbage, ask for eternity.
 
-Every test here talks to a real loopback server (:mod:`tests.faultserver`) that misbehaves
+Every test here talks to a real loopback server (:mod:`tests.loopback`) that misbehaves
 for real; nothing is mocked.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from loghandlers import InitialStateHandler, JSONHandler
 from loghandlers.status import Reporter, Stats
 from loghandlers.transport import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
-from tests.faultserver import FaultServer, drip_head, slow, slow_reader, status
+from tests.loopback import LoopbackServer, drip_head, slow, slow_reader, status
 
 
 def quiet_logger(name: str) -> logging.Logger:
@@ -46,7 +46,7 @@ def deliver_one(handler, name: str, message: str = "x", flush_timeout: float = 3
 def test_a_reply_body_dripped_one_byte_at_a_time_cannot_hold_a_request_past_timeout(tmp_path):
     """issue 9 item 7: ``timeout`` bounds the whole reply, not each socket read: a body
     that drips one byte every 0.5 s (60 s in all) is cut off at the deadline."""
-    with FaultServer(default=slow(0.5, body=b"x" * 120)) as server:
+    with LoopbackServer(default=slow(0.5, body=b"x" * 120)) as server:
         handler = JSONHandler(
             url=server.url, spool_dir=str(tmp_path), timeout=1, retries=0, flush_interval=3600
         )
@@ -62,7 +62,7 @@ def test_a_reply_body_dripped_one_byte_at_a_time_cannot_hold_a_request_past_time
 def test_a_status_line_dripped_one_byte_at_a_time_is_a_timeout(tmp_path):
     """issue 9 item 7: a head that never completes within ``timeout`` ends the attempt
     at the deadline (a timeout, so the batch is kept), however steadily bytes arrive."""
-    with FaultServer(default=drip_head(0.3)) as server:
+    with LoopbackServer(default=drip_head(0.3)) as server:
         errors = []
         handler = JSONHandler(
             url=server.url, spool_dir=str(tmp_path), timeout=1, retries=0, flush_interval=3600
@@ -82,7 +82,7 @@ def test_a_status_line_dripped_one_byte_at_a_time_is_a_timeout(tmp_path):
 def test_an_upload_the_server_reads_slowly_cannot_hold_a_request_past_timeout(tmp_path):
     """issue 9 item 7: sending the body is inside the deadline too: a server that reads
     16 KiB every 0.25 s keeps every send() call progressing but never finishes in time."""
-    with FaultServer(default=slow_reader(0.25, 16 * 1024)) as server:
+    with LoopbackServer(default=slow_reader(0.25, 16 * 1024)) as server:
         handler = JSONHandler(
             url=server.url,
             spool_dir=str(tmp_path),
@@ -103,7 +103,7 @@ def test_an_upload_the_server_reads_slowly_cannot_hold_a_request_past_timeout(tm
 def test_a_prompt_server_is_unaffected_by_the_request_deadline(tmp_path):
     """issue 9 item 7: the deadline is per request: many quick requests on one pooled
     connection each get the whole ``timeout``, and none is cut by an earlier one's timer."""
-    with FaultServer() as server:
+    with LoopbackServer() as server:
         handler = JSONHandler(
             url=server.url, spool_dir=str(tmp_path), timeout=0.5, retries=0, flush_interval=3600
         )
@@ -126,7 +126,7 @@ def test_a_prompt_server_is_unaffected_by_the_request_deadline(tmp_path):
 def test_a_retry_after_of_eternity_or_garbage_does_not_stop_delivery(value, tmp_path):
     """issue 9 item 11: ``Retry-After: 1e999`` (or any value that is not a delay) is
     ignored: the handler retries on its own backoff and delivers, now and later."""
-    with FaultServer() as server:
+    with LoopbackServer() as server:
         server.push(status(503, {"Retry-After": value}))
         handler = JSONHandler(
             url=server.url,
@@ -171,7 +171,7 @@ def test_a_huge_retry_after_is_capped_at_one_day():
 def test_a_retry_after_beyond_max_backoff_still_spools_rather_than_waits(tmp_path):
     """issue 9 item 11: capping does not bypass ``max_backoff``: a day is far longer than
     the 1 s the user allows, so the batch goes to the spool instead of the worker sleeping."""
-    with FaultServer() as server:
+    with LoopbackServer() as server:
         server.push(status(429, {"Retry-After": "99999999999999"}))
         handler = JSONHandler(
             url=server.url,
@@ -246,7 +246,7 @@ def test_a_secret_echoed_back_in_any_encoding_is_blanked(encoding, tmp_path, cap
     echoed = ECHOES[encoding](ECHO_SECRET)
     body = f'{{"error": "access key {echoed} is not valid"}}'.encode()
     errors = []
-    with FaultServer(default=status(401, body=body)) as server:
+    with LoopbackServer(default=status(401, body=body)) as server:
         handler = InitialStateHandler(
             url=server.url,
             access_key=ECHO_SECRET,
@@ -276,7 +276,7 @@ def test_a_secret_cut_by_the_reply_text_limit_is_blanked(tmp_path, capfd):
         padding = "p" * (300 - len('{"e": "') - visible)
         body = f'{{"e": "{padding}{ECHO_SECRET}"}}'.encode()
         errors = []
-        with FaultServer(default=status(403, body=body)) as server:
+        with LoopbackServer(default=status(403, body=body)) as server:
             handler = InitialStateHandler(
                 url=server.url,
                 access_key=ECHO_SECRET,
@@ -371,7 +371,7 @@ def test_reply_text_on_stderr_is_printable_and_bounded(tmp_path, capfd):
         b"\xe2\x80\xae reversed \xff\xfe" + b"A" * 5000
     )
     errors = []
-    with FaultServer(default=status(400, body=hostile)) as server:
+    with LoopbackServer(default=status(400, body=hostile)) as server:
         handler = JSONHandler(
             url=server.url, spool_dir=str(tmp_path), retries=0, flush_interval=3600
         )

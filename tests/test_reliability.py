@@ -28,8 +28,9 @@ import pytest
 
 from loghandlers import JSONHandler
 from tests import reliability_children
-from tests.faultserver import (
-    FaultServer,
+from tests.helpers import messages
+from tests.loopback import (
+    LoopbackServer,
     free_port,
     garbage,
     hang,
@@ -44,10 +45,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 # ----------------------------------------------------------------------------- helpers
-def messages(events) -> list:
-    return [event["message"] for event in events]
-
-
 def by_source(events) -> dict:
     out: dict = {}
     for event in events:
@@ -188,7 +185,7 @@ def test_endpoint_down_then_back_everything_arrives_in_order_per_source(tmp_path
             assert handlers[name].flush(timeout=30)
             stats = handlers[name].stats()
             assert (stats["sent"], stats["spooled"], stats["failed"]) == (0, 150, 0), stats
-        with FaultServer(port=port) as server:
+        with LoopbackServer(port=port) as server:
             phase(150, 300)  # back up while the sources keep logging
             assert server.wait_for_events(600, timeout=30)
             for name in names:
@@ -235,7 +232,7 @@ def test_senders_sharing_a_spool_keep_each_sources_order(tmp_path):
         log_a.info("a old")
         assert a.flush(timeout=10)
         assert a.stats()["spooled"] == b.stats()["spooled"] == 1
-        with FaultServer(port=port) as server:
+        with LoopbackServer(port=port) as server:
             server.push(hang(2))  # a's replay of the oldest file (b's) is slow
             a._exporter.hold_until = b._exporter.hold_until = 0
             log_a.info("a new")
@@ -265,7 +262,7 @@ def test_a_429_503_storm_is_waited_out_as_the_server_asks(server, make_handler, 
     for i in range(30):
         logger.info("r%d", i)
     assert handler.flush(timeout=30)
-    times = [r["time"] for r in server.requests]
+    times = [r.arrived for r in server.requests]
     gaps = [later - earlier for earlier, later in zip(times, times[1:])]
     assert len(server.requests) == len(waits) + 3  # the storm, then three clean batches
     for gap, wait in zip(gaps, waits):
@@ -286,12 +283,12 @@ def test_retry_after_as_an_http_date_is_honoured(server, make_handler, logger):
     logger.info("dated")
     assert handler.flush(timeout=20)
     first, second = server.requests
-    assert second["wall"] >= when - 0.01  # not before the moment the server named
+    assert second.wall >= when - 0.01  # not before the moment the server named
     assert messages(server.events) == ["dated"]
 
 
 def test_retry_after_beyond_max_backoff_spools_and_holds_until_then(tmp_path, logger):
-    with FaultServer() as server:
+    with LoopbackServer() as server:
         server.push(status(503, {"Retry-After": "2"}))
         handler = JSONHandler(
             url=server.url,
@@ -314,7 +311,7 @@ def test_retry_after_beyond_max_backoff_spools_and_holds_until_then(tmp_path, lo
             assert handler.stats()["spooled"] == 6
             assert server.wait_for_events(6, timeout=20)
             assert wait_until(lambda: handler.stats()["replayed"] == 6)
-            gap = server.requests[1]["time"] - server.requests[0]["time"]
+            gap = server.requests[1].arrived - server.requests[0].arrived
             assert gap >= 2 - 0.01
             assert messages(server.events) == ["first"] + [f"held {i}" for i in range(5)]
             stats = handler.stats()
@@ -340,7 +337,7 @@ def test_garbage_answers_and_resets_mid_body_are_retried_until_delivered(
     for i in range(25):
         logger.info("g%d", i)
     assert handler.flush(timeout=30)
-    outcomes = [r["outcome"] for r in server.requests]
+    outcomes = [r.outcome for r in server.requests]
     assert outcomes == ["garbage", "reset", "reset_reply", "garbage", "garbage", "accepted"]
     assert messages(server.events) == [f"g{i}" for i in range(25)]
     logger.info("after")  # the connection pool is not poisoned
@@ -373,7 +370,7 @@ def test_sigkill_keeps_on_disk_what_reached_a_batch_only_with_spool_mode_always(
     rest wait in memory when the process is SIGKILLed. A new process replays the disk."""
     spool_dir = str(tmp_path / "spool")
     port = free_port()
-    with FaultServer(default=hang(30), port=port) as server:
+    with LoopbackServer(default=hang(30), port=port) as server:
         server.push(ok(), ok(), ok())
         options = dict(
             url=server.url,
@@ -394,11 +391,11 @@ def test_sigkill_keeps_on_disk_what_reached_a_batch_only_with_spool_mode_always(
             child.kill()
             child.wait()
         assert messages(server.events) == [f"k{i}" for i in range(300)]
-        in_flight = messages(server.requests[3]["json"])
+        in_flight = messages(server.requests[3].json())
         assert in_flight == [f"k{i}" for i in range(300, 400)]
     on_disk = spooled_messages(spool_dir)
     assert on_disk == (in_flight if mode == "always" else [])
-    with FaultServer(port=port) as healthy:
+    with LoopbackServer(port=port) as healthy:
         replayed = run_child(
             "replay", {"options": {"url": healthy.url, "spool_dir": spool_dir, "timeout": 5}}
         )
@@ -429,7 +426,7 @@ def test_sigkill_of_a_streaming_process_with_spool_mode_always_leaves_no_gap(tmp
         flush_interval=0.02,
         max_queue_size=1_000_000,  # no overflow here: this is about the spool
     )
-    with FaultServer(port=port) as server:
+    with LoopbackServer(port=port) as server:
         child = start_child(
             "stream_forever", {"options": {**options, "url": server.url}, "limit": 500_000}
         )
@@ -442,7 +439,7 @@ def test_sigkill_of_a_streaming_process_with_spool_mode_always_leaves_no_gap(tmp
             child.kill()
             child.wait()
         first = [int(m[1:]) for m in messages(server.events)]
-    with FaultServer(port=port) as healthy:
+    with LoopbackServer(port=port) as healthy:
         run_child("replay", {"options": {**options, "url": healthy.url, "timeout": 10}})
         second = [int(m[1:]) for m in messages(healthy.events)]
     counts = Counter(first + second)
@@ -468,7 +465,7 @@ def test_sigterm_against_a_hanging_endpoint_spools_by_the_deadline_and_replays(t
     close_timeout, spool everything not delivered, and still die of SIGTERM."""
     spool_dir = str(tmp_path / "spool")
     port = free_port()
-    with FaultServer(default=hang(30), port=port) as server:
+    with LoopbackServer(default=hang(30), port=port) as server:
         server.push(ok())
         options = dict(
             url=server.url,
@@ -493,7 +490,7 @@ def test_sigterm_against_a_hanging_endpoint_spools_by_the_deadline_and_replays(t
         assert messages(server.events) == [f"k{i}" for i in range(100)]
     on_disk = spooled_messages(spool_dir)
     assert on_disk == [f"k{i}" for i in range(100, count)]
-    with FaultServer(port=port) as healthy:
+    with LoopbackServer(port=port) as healthy:
         replayed = run_child(
             "replay", {"options": {"url": healthy.url, "spool_dir": spool_dir, "timeout": 10}}
         )
@@ -533,7 +530,7 @@ def test_eight_threads_no_deadlock_exact_accounting_bounded_memory(tmp_path):
             last[thread] = number
 
     total = THREADS * PER_THREAD
-    with FaultServer(keep=False, on_events=check) as server:
+    with LoopbackServer(keep=False, on_events=check) as server:
         handler = JSONHandler(url=server.url, spool_dir=str(tmp_path), flush_interval=0.05)
         log = private_logger("load", handler)
         samples = []
@@ -590,7 +587,7 @@ def test_overflow_drops_the_oldest_counts_them_and_memory_stays_flat(endpoint, l
     size = 1000
     server = None
     if endpoint == "hanging":
-        server = FaultServer(default=hang(20)).start()
+        server = LoopbackServer(default=hang(20)).start()
         url = server.url
     else:
         url = f"http://127.0.0.1:{free_port()}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from loghandlers import ExportResult
-from tests.faultserver import hang, ok, status
+from tests.loopback import hang, ok, status
 
 
 def ledger_balances(stats: dict) -> bool:

@@ -31,7 +31,7 @@ from loghandlers import (
     PanoplyHandler,
     SamsaraHandler,
 )
-from tests.faultserver import FaultServer, free_port, hang, status
+from tests.loopback import LoopbackServer, free_port, hang, status
 
 IS_SECRET = "ist_5ecr3t+Key/z=="
 PANOPLY_UUID = "0e1f2a3b-5ec7-4e7a-9c1d-5ec7e7000001"
@@ -111,7 +111,7 @@ def test_a_failing_credentialed_handler_leaks_its_secret_nowhere(
             "500": status(500, body=f"<Error><Message>oops {secret}</Message></Error>".encode()),
             "hang": hang(30),
         }[failure]
-        server = FaultServer(default=behaviour).start()
+        server = LoopbackServer(default=behaviour).start()
         url = server.url
     payloads = []
     try:
@@ -178,7 +178,7 @@ def warn_once_through(handler, logger_name: str) -> None:
 def test_a_secret_echoed_back_form_encoded_is_blanked_too(tmp_path, capfd):
     errors = []
     echo = f"<Error><Code>InvalidParameterValue</Code><Message>{quote_plus(PANOPLY_SECRET)}"
-    with FaultServer(default=status(400, body=f"{echo}</Message></Error>".encode())) as server:
+    with LoopbackServer(default=status(400, body=f"{echo}</Message></Error>".encode())) as server:
         handler = PanoplyHandler(
             url=server.url + "/q",
             api_key="acct/r1",
@@ -348,7 +348,7 @@ def test_a_self_signed_endpoint_fails_verification(self_signed, tmp_path, monkey
     log = logging.getLogger("security.tls")
     log.propagate = False
     log.setLevel(logging.INFO)
-    with FaultServer(ssl_context=context) as server:
+    with LoopbackServer(ssl_context=context) as server:
         assert server.url.startswith("https://127.0.0.1:")
         errors = []
         handler = JSONHandler(
@@ -422,13 +422,13 @@ def test_check_masks_a_password_in_the_url():
 
 
 def test_a_password_in_the_url_stays_out_of_callback_payloads(tmp_path, capfd):
-    with FaultServer(default=status(401, body=b"no")) as server:
+    with LoopbackServer(default=status(401, body=b"no")) as server:
         url = server.url.replace("http://", "http://user:hunter2secret@") + "/in"
         payloads = []
         handler = JSONHandler(url=url, spool_dir=str(tmp_path), retries=0, flush_interval=3600)
         for event in ("send", "flush", "error"):
             handler.on(event, payloads.append)
         warn_once_through(handler, "security.userinfo")
-        assert server.requests[0]["headers"]["Authorization"].startswith("Basic ")
+        assert server.requests[0].header("Authorization").startswith("Basic ")
     assert payloads and "hunter2secret" not in capfd.readouterr().err
     assert "hunter2secret" not in str(payloads)

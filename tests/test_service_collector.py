@@ -8,11 +8,7 @@ import pytest
 
 from loghandlers import InitialStateHandler, KronosHandler, PanoplyHandler, SamsaraHandler
 from loghandlers.collector import server as collector_server
-
-try:
-    from wire_server import FAST, attach
-except ImportError:  # tests/ made a package
-    from tests.wire_server import FAST, attach
+from tests.helpers import FAST, attach
 
 SECRET = base64.b64encode(b"RAND2>>>/uuid-1/123456789012/us-east-1").decode()
 

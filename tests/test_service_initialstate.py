@@ -10,27 +10,21 @@ import pytest
 
 from loghandlers import InitialStateHandler, __version__
 from loghandlers.services.initialstate import MAX_KEY, is_key
-
-try:
-    from wire_server import Factory, WireServer, attach, spool_text, spooled_events
-except ImportError:  # tests/ made a package
-    from tests.wire_server import Factory, WireServer, attach, spool_text, spooled_events
+from tests.helpers import attach, spool_text, spooled_events
+from tests.loopback import status
 
 ACCESS_KEY = "ist_TESTKEY+/secret=="
 CREDS = {"access_key": ACCESS_KEY, "bucket_key": "wire_bucket_key"}
 
 
 @pytest.fixture
-def server():
-    with WireServer(default=(200, {}, {})) as running:
-        yield running
+def server_default():
+    return status(200, body={})
 
 
 @pytest.fixture
-def make(tmp_path):
-    factory = Factory(InitialStateHandler, tmp_path / "spool")
-    yield factory
-    factory.close_all()
+def handler_class():
+    return InitialStateHandler
 
 
 def assert_is_headers(req):
@@ -71,7 +65,8 @@ def test_bucket_once_then_events_under_a_url_path(server, make):
     log.info("hello", extra=extras)
     log.warning("plain")
     assert handler.flush(timeout=5)
-    bucket, events = server.wait_for(2)
+    assert server.wait_for_requests(2)
+    bucket, events = server.requests
     assert (bucket.method, bucket.path) == ("POST", "/prefix/api/buckets")
     assert bucket.body == b'{"bucketKey": "wire_bucket_key", "bucketName": "Wire Test Bucket"}'
     assert (events.method, events.path) == ("POST", "/prefix/api/events")
@@ -113,7 +108,8 @@ def test_key_option_traceback_and_dict_message(server, make):
         log.exception("failed")
     log.info({"reading": 3})
     assert handler.flush(timeout=5)
-    events = server.wait_for(2)[1].json()
+    assert server.wait_for_requests(2)
+    events = server.requests[1].json()
     assert [e["key"] for e in events] == ["app", "app_reading"]
     assert events[0]["value"].startswith("failed\nTraceback (most recent call last):")
     assert events[0]["value"].rstrip().endswith("RuntimeError: bad")
@@ -133,18 +129,20 @@ def test_long_keys_on_the_wire(server, make):
     log, _ = attach(handler)
     log.info("m", extra={"key": "k" * 300, "f" * 260: 1})
     assert handler.flush(timeout=5)
-    events = server.wait_for(2)[1].json()
+    assert server.wait_for_requests(2)
+    events = server.requests[1].json()
     assert all(server_check(e) for e in events)
     assert [len(e["key"]) for e in events] == [250, 250]
 
 
 def test_429_retry_after_is_honoured(server, make):
-    server.answer((200, {}, {}), (429, {"Retry-After": "0"}, b""))
+    server.push(status(200, {}, {}), status(429, {"Retry-After": "0"}, b""))
     handler = make(url=server.url, **CREDS)
     log, _ = attach(handler)
     log.info("x")
     assert handler.flush(timeout=5)
-    paths = [r.path for r in server.wait_for(3)]
+    assert server.wait_for_requests(3)
+    paths = [r.path for r in server.requests]
     assert paths == ["/api/buckets", "/api/events", "/api/events"]
     assert server.requests[1].body == server.requests[2].body
     assert handler.stats()["sent"] == 1
@@ -152,7 +150,7 @@ def test_429_retry_after_is_honoured(server, make):
 
 def test_429_retry_after_beyond_max_backoff_spools_instead_of_retrying(server, make, tmp_path):
     # without Retry-After the policy would retry after ~0.01 s; the server asked for an hour
-    server.answer((200, {}, {}), (429, {"Retry-After": "3600"}, b""))
+    server.push(status(200, {}, {}), status(429, {"Retry-After": "3600"}, b""))
     handler = make(url=server.url, max_backoff=1.0, **CREDS)
     log, _ = attach(handler)
     log.info("x")
@@ -164,7 +162,7 @@ def test_429_retry_after_beyond_max_backoff_spools_instead_of_retrying(server, m
 
 
 def test_401_on_bucket_setup_holds_and_spools_and_reports_once(server, make, tmp_path, capsys):
-    server.answer((401, {}, {"message": "unauthorized"}))
+    server.push(status(401, {}, {"message": "unauthorized"}))
     handler = make(url=server.url, **CREDS)
     log, _ = attach(handler)
     log.info("first")
@@ -182,28 +180,29 @@ def test_401_on_bucket_setup_holds_and_spools_and_reports_once(server, make, tmp
     handler.close()
     # a new handler for the same bucket replays the spool once the key works
     again = make(url=server.url, **CREDS)
-    requests = server.wait_for(4)  # one request per spooled batch, oldest first
+    assert server.wait_for_requests(4)
+    requests = server.requests  # one request per spooled batch, oldest first
     assert [r.path for r in requests] == ["/api/buckets"] * 2 + ["/api/events"] * 2
     assert [e["value"] for r in requests[2:] for e in r.json()] == ["first", "second"]
     assert again.flush(timeout=5)
 
 
-@pytest.mark.parametrize("status", [401, 402, 403])
-def test_refused_events_are_held_and_spooled_not_raised(server, make, tmp_path, status):
-    server.answer((200, {}, {}), (status, {}, {"message": "no"}))
+@pytest.mark.parametrize("code", [401, 402, 403])
+def test_refused_events_are_held_and_spooled_not_raised(server, make, tmp_path, code):
+    server.push(status(200, {}, {}), status(code, {}, {"message": "no"}))
     handler = make(url=server.url, **CREDS)
     log, _ = attach(handler)
     log.info("kept")
     assert handler.flush(timeout=5)
     assert len(server.requests) == 2
     assert handler.stats()["spooled"] == 1
-    assert handler.stats()["errors"] == {f"http_{status}": 1}
+    assert handler.stats()["errors"] == {f"http_{code}": 1}
     assert ACCESS_KEY not in spool_text(tmp_path / "spool")
 
 
 def test_400_bucket_removed_is_rejected_not_retried(server, make):
     error = {"message": {"error": {"type": "BUCKET_REMOVED", "message": "gone"}}}
-    server.answer((200, {}, {}), (400, {}, error))
+    server.push(status(200, {}, {}), status(400, {}, error))
     handler = make(url=server.url, **CREDS)
     log, _ = attach(handler)
     log.info("lost")

@@ -10,27 +10,21 @@ import pytest
 
 from loghandlers import KronosHandler, __version__
 from loghandlers.services.kronos import kronos_time, stream_name
-
-try:
-    from wire_server import Factory, WireServer, attach
-except ImportError:  # tests/ made a package
-    from tests.wire_server import Factory, WireServer, attach
+from tests.helpers import attach
+from tests.loopback import status
 
 LIBRARY = {"version": __version__, "name": "loghandlers"}
 STREAM_RULE = re.compile(r"[\w\-.]+", re.ASCII)
 
 
 @pytest.fixture
-def server():
-    with WireServer(default=(200, {}, {"@success": True, "@took": "1.0ms"})) as running:
-        yield running
+def server_default():
+    return status(200, body={"@success": True, "@took": "1.0ms"})
 
 
 @pytest.fixture
-def make(tmp_path):
-    factory = Factory(KronosHandler, tmp_path / "spool")
-    yield factory
-    factory.close_all()
+def handler_class():
+    return KronosHandler
 
 
 def server_check(body) -> bool:
@@ -151,7 +145,7 @@ def test_partial_failure_counts_rejected_and_does_not_resend(server, make):
         "@errors": ["InvalidEventTime(-1,)"],
         "@took": "1ms",
     }
-    server.answer((200, {}, reply))
+    server.push(status(200, {}, reply))
     handler = make(url=server.url)
     errors = []
     handler.on("error", errors.append)
@@ -172,7 +166,7 @@ def test_a_refused_stream_counts_all_its_events(server, make):
         "@success": False,
         "@errors": ["InvalidStreamName('bad',)"],
     }
-    server.answer((200, {}, reply))
+    server.push(status(200, {}, reply))
     handler = make(url=server.url)
     log, _ = attach(handler, "good")
     log.info("a")
@@ -185,7 +179,7 @@ def test_a_refused_stream_counts_all_its_events(server, make):
 
 def test_400_invalid_json_is_rejected(server, make):
     body = {"@errors": ["Request body must be valid JSON."], "@success": False}
-    server.answer((400, {}, body))
+    server.push(status(400, {}, body))
     handler = make(url=server.url)
     log, _ = attach(handler)
     log.info("a")
@@ -193,14 +187,17 @@ def test_400_invalid_json_is_rejected(server, make):
     assert len(server.requests) == 1 and handler.stats()["rejected"] == 1
 
 
-@pytest.mark.parametrize("first", [(500, {}, b"oops"), (200, {}, b"<html>proxy</html>")])
+@pytest.mark.parametrize(
+    "first", [status(500, {}, b"oops"), status(200, {}, b"<html>proxy</html>")], ids=["500", "html"]
+)
 def test_5xx_or_a_non_kronos_200_is_retried(server, make, first):
-    server.answer(first)
+    server.push(first)
     handler = make(url=server.url)
     log, _ = attach(handler)
     log.info("a")
     assert handler.flush(timeout=5)
-    one, two = server.wait_for(2)
+    assert server.wait_for_requests(2)
+    one, two = server.requests
     assert one.body == two.body
     assert handler.stats()["sent"] == 1
 

@@ -10,11 +10,8 @@ import pytest
 
 from loghandlers import PanoplyHandler, __version__
 from loghandlers.service import iso_utc
-
-try:
-    from wire_server import Factory, WireServer, attach, spool_text
-except ImportError:  # tests/ made a package
-    from tests.wire_server import Factory, WireServer, attach, spool_text
+from tests.helpers import attach, spool_text
+from tests.loopback import status
 
 API_KEY = "acct1/RAND1xyz"
 UUID = "6f1c2e9a-0000-4000-8000-000000000001"
@@ -35,20 +32,17 @@ FIELD_ORDER = [
     "MessageAttribute.3.Value.DataType",
     "MessageAttribute.3.Value.StringValue",
 ]
-SQS_OK = (200, {"Content-Type": "text/xml"}, b"<SendMessageResponse/>")
+SQS_OK = status(200, {"Content-Type": "text/xml"}, b"<SendMessageResponse/>")
 
 
 @pytest.fixture
-def server():
-    with WireServer(default=SQS_OK) as running:
-        yield running
+def server_default():
+    return SQS_OK
 
 
 @pytest.fixture
-def make(tmp_path):
-    factory = Factory(PanoplyHandler, tmp_path / "spool")
-    yield factory
-    factory.close_all()
+def handler_class():
+    return PanoplyHandler
 
 
 def form(req) -> list:
@@ -158,12 +152,14 @@ def test_malformed_credentials_name_the_option_not_the_secret(api_key, api_secre
 
 
 @pytest.mark.parametrize(
-    "status, code",
+    "http_status, code",
     [(403, "AccessDenied"), (400, "AWS.SimpleQueueService.NonExistentQueue")],
 )
-def test_refused_credentials_or_queue_hold_and_spool(server, make, tmp_path, capsys, status, code):
+def test_refused_credentials_or_queue_hold_and_spool(
+    server, make, tmp_path, capsys, http_status, code
+):
     xml = f"<ErrorResponse><Error><Code>{code}</Code></Error></ErrorResponse>".encode()
-    server.answer((status, {"Content-Type": "text/xml"}, xml))
+    server.push(status(http_status, {"Content-Type": "text/xml"}, xml))
     handler = make(url=server.url + QUEUE_PATH, api_key=API_KEY, api_secret=PLUS_SECRET)
     log, _ = attach(handler)
     log.info("keep me")
@@ -177,21 +173,22 @@ def test_refused_credentials_or_queue_hold_and_spool(server, make, tmp_path, cap
 
 def test_throttling_and_5xx_are_retried(server, make):
     throttled = b"<ErrorResponse><Error><Code>RequestThrottled</Code></Error></ErrorResponse>"
-    server.answer((400, {}, throttled), (503, {}, b""))
+    server.push(status(400, {}, throttled), status(503, {}, b""))
     handler = make(
         url=server.url + QUEUE_PATH, api_key=API_KEY, api_secret=CAPTURED_SECRET, retries=2
     )
     log, _ = attach(handler)
     log.info("persist")
     assert handler.flush(timeout=5)
-    bodies = [r.body for r in server.wait_for(3)]
+    assert server.wait_for_requests(3)
+    bodies = [r.body for r in server.requests]
     assert len(bodies) == 3 and len(set(bodies)) == 1
     assert handler.stats()["sent"] == 1
 
 
 def test_other_400_rejects(server, make):
     bad = b"<ErrorResponse><Error><Code>InvalidParameterValue</Code></Error></ErrorResponse>"
-    server.answer((400, {}, bad))
+    server.push(status(400, {}, bad))
     handler = make(url=server.url + QUEUE_PATH, api_key=API_KEY, api_secret=CAPTURED_SECRET)
     log, _ = attach(handler)
     log.info("no")

@@ -10,11 +10,8 @@ import pytest
 
 from loghandlers import SamsaraHandler
 from loghandlers.transport import Request
-
-try:
-    from wire_server import Factory, WireServer, attach
-except ImportError:  # tests/ made a package
-    from tests.wire_server import Factory, WireServer, attach
+from tests.helpers import attach
+from tests.loopback import status
 
 EXTRAS = {
     "count": 3,
@@ -27,16 +24,13 @@ EXTRAS = {
 
 
 @pytest.fixture
-def server():
-    with WireServer(default=(202, {}, b"")) as running:
-        yield running
+def server_default():
+    return status(202)
 
 
 @pytest.fixture
-def make(tmp_path):
-    factory = Factory(SamsaraHandler, tmp_path / "spool")
-    yield factory
-    factory.close_all()
+def handler_class():
+    return SamsaraHandler
 
 
 def server_check(event) -> str:
@@ -154,7 +148,7 @@ def test_non_string_source_id_extra_is_made_a_string(server, make):
 
 def test_400_per_event_resends_only_ok_events_and_counts_the_invalid(server, make):
     reasons = ["OK", "timestamp: must be an integer (ms since epoch)", "OK"]
-    server.answer((400, {}, reasons))
+    server.push(status(400, {}, reasons))
     handler = make(url=server.url)
     errors = []
     handler.on("error", errors.append)
@@ -162,7 +156,8 @@ def test_400_per_event_resends_only_ok_events_and_counts_the_invalid(server, mak
     for word in ("one", "two", "three"):
         log.info(word)
     assert handler.flush(timeout=5)
-    first, second = server.wait_for(2)
+    assert server.wait_for_requests(2)
+    first, second = server.requests
     assert [e["message"] for e in first.json()] == ["one", "two", "three"]
     assert [e["message"] for e in second.json()] == ["one", "three"]
     assert len(server.requests) == 2
@@ -176,7 +171,7 @@ def test_other_400_rejects_the_batch_without_retry(server, make):
         "status": "ERROR",
         "message": "Invalid format, content-type must be application/json",
     }
-    server.answer((400, {}, message))
+    server.push(status(400, {}, message))
     handler = make(url=server.url)
     log, _ = attach(handler)
     log.info("a")
@@ -187,12 +182,13 @@ def test_other_400_rejects_the_batch_without_retry(server, make):
 
 
 def test_500_is_retried_with_the_same_events(server, make):
-    server.answer((500, {}, b"boom"))
+    server.push(status(500, {}, b"boom"))
     handler = make(url=server.url)
     log, _ = attach(handler)
     log.info("again")
     assert handler.flush(timeout=5)
-    first, second = server.wait_for(2)
+    assert server.wait_for_requests(2)
+    first, second = server.requests
     assert first.json() == second.json()
     assert handler.stats()["sent"] == 1
 
@@ -211,12 +207,13 @@ def test_published_timestamp_hook_is_fresh():
 
 
 def test_published_timestamp_is_taken_at_each_attempt(server, make):
-    server.answer((503, {"Retry-After": "0.05"}, b""))
+    server.push(status(503, {"Retry-After": "0.05"}, b""))
     handler = make(url=server.url)
     log, _ = attach(handler)
     log.info("late")
     assert handler.flush(timeout=5)
-    first, second = server.wait_for(2)
+    assert server.wait_for_requests(2)
+    first, second = server.requests
     assert int(second.header("X-Samsara-publishedTimestamp")) > int(
         first.header("X-Samsara-publishedTimestamp")
     )
