@@ -64,6 +64,8 @@ def capture(record: logging.LogRecord, exc_formatter: logging.Formatter | None):
         attributes = record.__dict__
         extras = extra_fields(attributes) if len(attributes) > _STANDARD_COUNT else None
         msg = record.msg
+        if type(msg) in _BARE_TYPES and not record.args:
+            message = BareValue(message, msg)
         return (
             message,
             record.levelname,
@@ -81,6 +83,22 @@ def capture(record: logging.LogRecord, exc_formatter: logging.Formatter | None):
     snapshot["args"] = None
     return snapshot
 
+
+class BareValue(str):
+    """The text of a message that was a bare number or bool (``log.info(32)``), which also
+    keeps that value, for services whose events carry typed values (Initial State).
+    Everywhere else it is just the text: JSON writes it as the string ``"32"``."""
+
+    def __new__(cls, text: str, value: Any):
+        self = super().__new__(cls, text)
+        self.value = value
+        return self
+
+    def __reduce__(self):  # copies and pickles keep the value
+        return (BareValue, (str(self), self.value))
+
+
+_BARE_TYPES = frozenset((int, float, bool))
 
 #: field order of a compact snapshot (see :func:`capture`)
 COMPACT = (

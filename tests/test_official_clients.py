@@ -110,7 +110,11 @@ def test_initialstate_stores_what_the_official_client_stores(tmp_path):
             s = Streamer(bucket_name="Wire", bucket_key="wire_bucket", access_key="ist_TESTKEY",
                          ini_file_location={str(ini)!r}, use_async=False)
             s.log("wire", "hello wire")
-            s.log_object(json.loads({json.dumps(EXTRA)!r}), key_prefix="wire")
+            extra = json.loads({json.dumps(EXTRA)!r})
+            nested = extra.pop("nested")
+            s.log_object(extra, key_prefix="wire")
+            # our handler flattens a dict-valued extra= field one level, as log_object does
+            s.log_object(nested, key_prefix="wire_nested")
             s.close()
             """
         )

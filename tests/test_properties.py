@@ -59,7 +59,7 @@ EXCLUDED_KEYS = (
     | set(RESERVED)
     | {"probe", "key", "timestamp", "sourceId", "eventName", "table", "stream", "level"}
     | {"logger", "exc_info", "stack_info", "receivedAt", "publishedAt", "__table"}
-    | {"@time", "@library", "@stream", "@id"}
+    | {"@time", "@library", "@stream", "@id", "epoch"}
 )
 PIECES = ["\U0001f600", "\u00e9", "abcd", "\x00", "\\", '"', "%s", "\n", "\u2028", "\ufeff"]
 SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
@@ -149,11 +149,20 @@ def common_fields(record, message, extra) -> dict:
     return fields
 
 
-def is_key(name: str) -> str:
+def raw_key(name: str) -> str:
     if len(name) > 250:
         digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         name = f"{name[:241]}~{digest}"
-    return expected_text(name)
+    return name
+
+
+def log_object_model(prefix: str, value) -> list:
+    """A non-empty list, tuple or dict field is flattened one level, as log_object does."""
+    if isinstance(value, (list, tuple)) and value:
+        return [(f"{prefix}_{i}", item) for i, item in enumerate(value)]
+    if isinstance(value, dict) and value:
+        return [(f"{prefix}_{k}", item) for k, item in value.items()]
+    return [(prefix, value)]
 
 
 def is_value(value):
@@ -198,11 +207,13 @@ def check_rows(service, rows, handler, record, message, extra, n) -> None:
     source = handler.source_id
     if service == "initialstate":
         key = f"p{n}"
-        want = []
+        by_key = {}  # one value per key in a record: a later field flattened onto it wins
         if message or not extra:
-            want.append({"key": key, "value": expected_text(message)})
+            by_key[key] = expected_text(message)
         for name, value in extra.items():
-            want.append({"key": is_key(f"{key}_{name}"), "value": is_value(value)})
+            for sub_key, sub_value in log_object_model(f"{key}_{name}", value):
+                by_key[raw_key(sub_key)] = is_value(sub_value)
+        want = [{"key": expected_text(k), "value": v} for k, v in by_key.items()]
         assert len(events) == len(want), events
         for got, wanted in zip(events, want):
             assert got["epoch"] == record.created
