@@ -60,7 +60,7 @@ def sent_events(server, handler, count=2) -> list:
 def test_bare_number_or_bool_message_is_sent_as_that_value(server, make):
     """issue 11: log.info(32, extra={"key": "temperature"}) reaches Initial State as 32."""
     handler = make(url=server.url, **CREDS)
-    log, _ = attach(handler, "app")
+    log, _ = attach(handler)
     log.info(32, extra={"key": "temperature"})
     log.info(0.5, extra={"key": "ratio"})
     log.info(True, extra={"key": "door_open"})
@@ -82,7 +82,7 @@ def test_bare_number_with_a_formatter_is_the_formatters_text(server, make):
     """issue 11: a Formatter decides the text, so the message is no longer a bare value."""
     handler = make(url=server.url, **CREDS)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    log, _ = attach(handler, "app")
+    log, _ = attach(handler)
     log.info(32, extra={"key": "temperature"})
     assert sent_events(server, handler) == [
         {"key": "temperature", "value": "INFO 32", "epoch": pytest.approx(0, abs=1e10)}
@@ -93,7 +93,7 @@ def test_epoch_extra_sets_the_event_time(server, make):
     """issue 11: extra={"epoch": t} sets the Initial State time (sent as given, as
     ISStreamer's log(..., epoch=t)); an unusable one falls back to the record's time."""
     handler = make(url=server.url, **CREDS)
-    log, caught = attach(handler, "app")
+    log, caught = attach(handler)
     aware = datetime.datetime(2016, 2, 26, 13, 10, 5, 659000, tzinfo=datetime.timezone.utc)
     log.info("int", extra={"key": "a", "epoch": 1456485005})
     log.info("float", extra={"key": "b", "epoch": 1456485005.659, "temp": 3})
@@ -114,7 +114,7 @@ def test_list_and_object_extras_are_flattened_as_log_object(server, make):
     """issue 11: extra= values that are lists or objects are flattened one level, as
     log_object(value, key_prefix="<key>_<field>") does; deeper values stay JSON text."""
     handler = make(url=server.url, **CREDS)
-    log, _ = attach(handler, "app")
+    log, _ = attach(handler)
     extra = {
         "key": "s",
         "temps": [20, 21.5, [1, 2]],
