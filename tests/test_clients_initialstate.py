@@ -11,7 +11,7 @@ import pytest
 
 from loghandlers import InitialStateHandler
 from loghandlers.collector import Collector
-from loghandlers.services.initialstate import log_object_items
+from loghandlers.services.initialstate_objects import log_object_items
 
 try:
     from wire_server import Factory, WireServer, attach
