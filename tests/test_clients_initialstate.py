@@ -12,26 +12,20 @@ import pytest
 from loghandlers import InitialStateHandler
 from loghandlers.collector import Collector
 from loghandlers.services.initialstate_objects import log_object_items
-
-try:
-    from wire_server import Factory, WireServer, attach
-except ImportError:  # tests/ made a package
-    from tests.wire_server import Factory, WireServer, attach
+from tests.helpers import attach
+from tests.loopback import status
 
 CREDS = {"access_key": "ist_TESTKEY", "bucket_key": "wire_bucket"}
 
 
 @pytest.fixture
-def server():
-    with WireServer(default=(200, {}, {})) as running:
-        yield running
+def server_default():
+    return status(200, body={})
 
 
 @pytest.fixture
-def make(tmp_path):
-    factory = Factory(InitialStateHandler, tmp_path / "spool")
-    yield factory
-    factory.close_all()
+def handler_class():
+    return InitialStateHandler
 
 
 class Reading:
@@ -51,7 +45,8 @@ class Reading:
 
 def sent_events(server, handler, count=2) -> list:
     assert handler.flush(timeout=5)
-    return server.wait_for(count)[-1].json()
+    assert server.wait_for_requests(count)
+    return server.requests[-1].json()
 
 
 # ------------------------------------------------------------------ handler semantics
