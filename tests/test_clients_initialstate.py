@@ -1,5 +1,5 @@
 """Initial State: the ``Streamer`` client (ISStreamer's API) and the handler semantics it
-shares with it (issue 11), over real HTTP against the collector or the wire server."""
+shares with it (issue 11), over real HTTP against the collector or the loopback server."""
 
 from __future__ import annotations
 
