@@ -5,6 +5,7 @@ from .handler import BatchingHandler
 from .services.initialstate import InitialStateHandler
 from .services.json import JSONHandler
 from .services.kronos import KronosHandler
+from .services.otlp import OTLPHandler
 from .services.panoply import PanoplyHandler
 from .services.samsara import SamsaraHandler
 from .version import __version__
@@ -16,6 +17,7 @@ __all__ = [
     "InitialStateHandler",
     "JSONHandler",
     "KronosHandler",
+    "OTLPHandler",
     "PanoplyHandler",
     "SamsaraHandler",
 ]

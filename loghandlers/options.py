@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -91,6 +92,63 @@ def mapping(value: Any) -> dict:
     raise ValueError("expected a JSON object")
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: headers the transport owns: a user value would corrupt the request
+RESERVED_HEADERS = frozenset(
+    {"content-length", "content-encoding", "transfer-encoding", "host", "connection"}
+)
+
+
+def header_map(value: Any) -> dict:
+    """Extra HTTP headers: a dict, or its JSON text. Names must be HTTP tokens; values
+    printable text on one line (they may be secrets: errors name the header, never the
+    value); a null value is left out."""
+    headers = {}
+    for name, item in mapping(value).items():
+        name = str(name)
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not an HTTP token")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"header {name} is set by the transport, not by this option")
+        if item is None:
+            continue
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise ValueError(f"header {name}: expected a string value")
+        item = str(item)
+        if item != item.strip() or not item.isprintable() or not _latin1(item):
+            raise ValueError(
+                f"header {name}: its value must be printable Latin-1 text on one line, "
+                "without surrounding spaces"
+            )
+        headers[name] = item
+    return headers
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def header_name(value: Any) -> str:
+    name = text(value).strip()
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError("expected an HTTP header name")
+    return name
+
+
+def renames(value: Any) -> dict:
+    """``{"our field": "its new name" or None}``; None drops the field."""
+    out = {}
+    for key, item in mapping(value).items():
+        if item is not None and (not isinstance(item, str) or not item):
+            raise ValueError(f"{key}: expected a non-empty name or null")
+        out[str(key)] = item
+    return out
+
+
 def url(value: Any) -> str:
     value = text(value).strip()
     if value and not value.lower().startswith(("http://", "https://")):
@@ -146,6 +204,26 @@ COMMON = (
 )
 
 
+#: how an HTTP receiver knows us: headers and a token (JSONHandler, OTLPHandler)
+HTTP_AUTH = (
+    Option(
+        "headers",
+        header_map,
+        None,
+        "extra request headers (a dict, or its JSON text); values are secret",
+        secret=True,
+    ),
+    Option("token", optional_text, None, "sent as Authorization: Bearer <token>", secret=True),
+    Option("token_header", header_name, "Authorization", "the header that carries token"),
+    Option(
+        "token_prefix",
+        optional_text,
+        None,
+        'put before token (then a space); default "Bearer" in Authorization, else none',
+    ),
+)
+
+
 class Settings:
     """Resolved options: attribute access, and a repr that masks secrets."""
 
@@ -166,9 +244,13 @@ class Settings:
         return f"Settings({inner})"
 
 
-def mask_secret(value: Any) -> str:
+def mask_secret(value: Any) -> Any:
+    """``****`` for a secret; a dict of secrets (headers) keeps its keys, so people can
+    see which headers are set."""
     if not value:
         return ""
+    if isinstance(value, Mapping):
+        return {key: "****" for key in value}
     return "****"
 
 

@@ -14,7 +14,14 @@ from typing import Any, ClassVar, Mapping
 
 from .options import Option
 from .records import dumps
-from .transport import Reply, Request, RetryPolicy, parse_retry_after, url_credentials
+from .transport import (
+    Reply,
+    Request,
+    RetryPolicy,
+    parse_retry_after,
+    redact_userinfo,
+    url_credentials,
+)
 
 DELIVERED = "delivered"  # the whole batch is stored
 RETRY = "retry"  # nothing stored; the same request may succeed later
@@ -70,6 +77,15 @@ def pack_chunks(events: list, max_bytes: int, overhead: int, chunk, request_of):
         yield part, request_of(chunks)
 
 
+def unfollowed_redirect(reply: Reply) -> str:
+    """Why a 3xx was not followed (see ``Transport.send``), without any user-info."""
+    location = redact_userinfo(str(reply.headers.get("Location") or "nowhere"))
+    return (
+        f"HTTP {reply.status} redirect to {location} not followed (only a 307/308 to the "
+        "same scheme, host and port is): records kept; fix the url"
+    )
+
+
 class Service:
     """Base of every service; subclasses override only what their wire differs in."""
 
@@ -107,8 +123,13 @@ class Service:
     def secrets(self) -> list[str]:
         """Values that must never appear in output (used to scrub error text): secret
         options, and the user-info of the URL (as written, decoded, and as Basic auth)."""
-        names = [spec.name for spec in self.options if spec.secret]
-        found = [getattr(self.settings, name) for name in names if getattr(self.settings, name)]
+        found = []
+        for spec in self.options:
+            value = getattr(self.settings, spec.name, None) if spec.secret else None
+            if isinstance(value, Mapping):  # e.g. headers: each value is a secret
+                found += [str(item) for item in value.values() if item]
+            elif value:
+                found.append(value)
         return found + url_credentials(self.settings.url) + url_credentials(self.endpoint())
 
     # ----------------------------------------------------------------- mapping
@@ -158,10 +179,14 @@ class Service:
         return {}
 
     def judge(self, reply: Reply, events: list, policy: RetryPolicy) -> Verdict:
-        """Default reading: 2xx stored, 408/429/5xx retry, any other answer final."""
+        """Default reading: 2xx stored, 408/429/5xx retry, a redirect the transport did
+        not follow is held (the records are kept until a person fixes the url), any other
+        answer final."""
         status = reply.status
         if 200 <= status < 300:
             return Verdict(DELIVERED)
+        if 300 <= status < 400:
+            return Verdict(HOLD, unfollowed_redirect(reply), kind="redirect")
         reason = f"HTTP {status}: {reply.text()}".strip()
         if policy.is_retryable(status):
             retry_after = parse_retry_after(reply.headers.get("Retry-After"))

@@ -34,7 +34,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Mapping
-from urllib.parse import quote_plus, unquote, urlsplit, urlunsplit
+from urllib.parse import quote_plus, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3.connection
@@ -44,6 +44,9 @@ from requests.adapters import HTTPAdapter
 
 #: answers worth another try: the request may succeed unchanged later
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: redirects that keep the method and the body (RFC 9110): followed to the same origin only
+BODY_KEEPING_REDIRECTS = frozenset({307, 308})
+MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 1024 * 1024  # never buffer a runaway error page
 #: the longest wait a server's Retry-After can ask for (a larger one is read as this)
 MAX_RETRY_AFTER = 24 * 3600.0
@@ -73,6 +76,41 @@ def redact_userinfo(text: str) -> str:
     return _USERINFO.sub(r"\1****@", text) if "@" in text else text
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` without its user-info, and the ``Authorization`` value that user-info
+    stands for (``Basic base64(user:password)``, %-decoded as requests does), or None."""
+    scheme, sep, rest = (url or "").partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if not sep or "@" not in authority:
+        return url, None
+    userinfo, _, host = authority.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return f"{scheme}://{host}{rest[len(authority) :]}", "Basic " + _basic_token(user, password)
+
+
+def _basic_token(user: str, password: str) -> str:
+    pair = f"{unquote(user)}:{unquote(password)}"
+    try:
+        raw = pair.encode("latin-1")  # as requests encodes it
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")  # RFC 7617's charset="UTF-8"
+    return base64.b64encode(raw).decode("ascii")
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Scheme, host and port equal (the port as the scheme implies it when not given)."""
+    try:
+        a, b = urlsplit(url), urlsplit(other)
+        ports = [p.port or {"http": 80, "https": 443}.get(p.scheme.lower()) for p in (a, b)]
+    except ValueError:
+        return False
+    return (
+        a.scheme.lower() == b.scheme.lower()
+        and (a.hostname or "") == (b.hostname or "")
+        and ports[0] == ports[1]
+    )
+
+
 def url_credentials(url: str) -> list[str]:
     """The user-info of ``url`` in each form it may be shown in: as written, %-decoded,
     the password alone, and the ``Authorization: Basic`` token requests makes of it.
@@ -84,7 +122,7 @@ def url_credentials(url: str) -> list[str]:
     userinfo = authority.rpartition("@")[0]
     user, _, password = userinfo.partition(":")
     decoded = f"{unquote(user)}:{unquote(password)}"
-    basic = base64.b64encode(decoded.encode("latin-1", "replace")).decode("ascii")
+    basic = _basic_token(user, password)
     found = [userinfo, unquote(userinfo), decoded, password, unquote(password), basic]
     return [item for item in dict.fromkeys(found) if item]
 
@@ -200,19 +238,41 @@ class Transport:
     ) -> Reply:
         """One attempt, over within ``timeout`` seconds (default: the transport's) from
         connect to the reply's last byte. Raises ``requests.RequestException`` on network
-        failure, ``requests.Timeout`` when the deadline cut the request short. Redirects
-        are never followed here: a 3xx is a reply like any other, for the service to judge.
+        failure, ``requests.Timeout`` when the deadline cut the request short.
+
+        Redirects are decided here and only here (requests' own following is off): a 307
+        or 308 to the same origin (scheme, host, port) is followed with the same method,
+        body and headers, within the same deadline, at most :data:`MAX_REDIRECTS` times;
+        any other 3xx, or one to another origin, comes back as the reply for the service
+        to judge (see ``Service.judge``), so credentials never leave their origin.
         """
         seconds = self.timeout if timeout is None else timeout
-        deadline = RequestDeadline(time.monotonic() + seconds)
+        ends = time.monotonic() + seconds
+        url = request.url
+        for _ in range(MAX_REDIRECTS + 1):
+            reply = self._send_once(request.method, url, body, headers, ends, seconds)
+            location = reply.headers.get("Location")
+            if reply.status not in BODY_KEEPING_REDIRECTS or not location:
+                break
+            target = urljoin(url, location)
+            if not same_origin(request.url, target):
+                break
+            url = target
+        return reply
+
+    def _send_once(
+        self, method: str, url: str, body: bytes, headers: Mapping, ends: float, total: float
+    ) -> Reply:
+        seconds = max(0.001, ends - time.monotonic())
+        deadline = RequestDeadline(ends)
         _WATCHDOG.add(deadline)
         _current.deadline = deadline
         response = None
         try:
             try:
                 response = self.session.request(
-                    request.method,
-                    request.url,
+                    method,
+                    url,
                     data=body,
                     headers=headers,
                     timeout=(seconds, seconds),
@@ -223,7 +283,7 @@ class Transport:
             except requests.RequestException:
                 if deadline.expired:
                     raise requests.Timeout(
-                        f"timed out: no complete reply within {seconds:g} s"
+                        f"timed out: no complete reply within {total:g} s"
                     ) from None
                 raise
             chunks, size = [], 0
