@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from urllib.parse import quote, urlencode
 
 from ..handler import BatchingHandler
 from ..options import Option, text
-from ..records import dumps
+from ..records import dumps, json_default
 from ..service import HOLD, RETRY, Service, Verdict, iso_utc, pack_chunks
 from ..transport import Request, form_quote
 from ..version import __version__
@@ -35,6 +36,39 @@ _CODE = re.compile(rb"<Code>\s*([^<\s]+)\s*</Code>")
 HOLD_CODES = ("AccessDenied", "InvalidClientTokenId", "NonExistentQueue", "QueueDoesNotExist")
 THROTTLED = ("Throttling", "ThrottlingException", "RequestThrottled")
 _REGION = re.compile(r"[A-Za-z0-9-]+")
+
+#: one record's end in the form: "\n\n", form-encoded
+RECORD_END = "%0A%0A"
+#: the same encoder as :func:`loghandlers.records.dumps` uses on its fast path
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, default=json_default)
+#: a string put between the events of a batch so one encoder call writes them all; as JSON
+#: it sits between two ", " separators, where no event's own text can hold it whole
+_MARK = "\x00loghandlers:record-end\x00"
+_MARK_TEXT = ", " + json.dumps(_MARK) + ", "
+#: a \\uXXXX high surrogate not followed by a low one, or a low one not preceded by a high
+#: one (the test :func:`loghandlers.records.dumps` makes before it mends them)
+_LONE_SURROGATE = re.compile(
+    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
+)
+_FORM_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+#: what quote_plus(safe="") does to each other character of ASCII JSON text (and "\n"):
+#: "%" first (later escapes add some), "+" before " " becomes "+"
+_FORM_ESCAPES = (
+    ("%", "%25"),
+    *((c, f"%{ord(c):02X}") for c in map(chr, range(33, 128)) if c not in _FORM_SAFE + "%"),
+    ("\n", "%0A"),
+    (" ", "+"),
+)
+
+
+def form_quote_json(text: str) -> str:
+    """``quote_plus(text, safe="")`` for ASCII JSON text with "\\n" separators, one C-level
+    ``str.replace`` per character that occurs (a long batch costs a few passes, not a
+    Python step per byte). Other control characters never occur in such text."""
+    for char, escaped in _FORM_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text
 
 
 def parse_credentials(api_key: str, api_secret: str) -> tuple[str, str, str, str]:
@@ -97,7 +131,30 @@ class PanoplyService(Service):
         """One record as it stands in the form: its JSON, %-encoded, then two newlines."""
         if "__table" not in event:
             event = {**event, "__table": self.settings.table}
-        return form_quote(dumps(event)) + "%0A%0A"
+        return form_quote(dumps(event)) + RECORD_END
+
+    def quoted_records(self, events: list) -> list | None:
+        """Every event's form-encoded JSON (without its RECORD_END), from one encoder call
+        and one form-encoding of the whole batch; byte for byte what :meth:`_chunk` makes.
+        None when the batch needs :meth:`_chunk`'s care: an event without ``__table``, a
+        value the plain encoder refuses, a possible lone surrogate, or a value that happens
+        to hold the batch's mark."""
+        count = len(events)
+        if not count or not all("__table" in event for event in events):
+            return None
+        marked = [_MARK] * (2 * count - 1)
+        marked[::2] = events
+        try:
+            text = _ENCODER.encode(marked)
+        except Exception:  # NaN, a cycle, an odd key: dumps repairs them one record at a time
+            return None
+        if "\\ud" in text and _LONE_SURROGATE.search(text):  # dumps mends those
+            return None
+        body = text[1:-1]
+        if body.count(_MARK_TEXT) != count - 1:
+            return None
+        quoted = form_quote_json(body.replace(_MARK_TEXT, "\n\n"))
+        return quoted.split(RECORD_END)
 
     def _request(self, chunks: list) -> Request:
         if self._form_tail is None:
@@ -120,12 +177,26 @@ class PanoplyService(Service):
         return Request(self.endpoint(), body, headers, compressible=False)
 
     def encode(self, events: list) -> Request:
-        return self._request([self._chunk(e) for e in events])
+        quoted = self.quoted_records(events)
+        if quoted is None:
+            return self._request([self._chunk(e) for e in events])
+        return self._request([RECORD_END.join(quoted), RECORD_END])
 
     def pack(self, events: list, max_bytes: int):
+        """Requests of at most ``max_bytes``, packed by :func:`pack_chunks`; each record is
+        encoded once, the whole batch in one encoder call when it can be (see
+        :meth:`quoted_records`)."""
         self._request([])  # computes the fixed part of the form
         overhead = len(FORM_HEAD) + len(self._form_tail)
-        return pack_chunks(events, max_bytes, overhead, self._chunk, self._request)
+        quoted = self.quoted_records(events)
+        if quoted is None:
+            yield from pack_chunks(events, max_bytes, overhead, self._chunk, self._request)
+            return
+        if overhead + sum(map(len, quoted)) + len(RECORD_END) * len(events) <= max_bytes:
+            yield events, self._request([RECORD_END.join(quoted), RECORD_END])
+            return
+        chunks = iter([text + RECORD_END for text in quoted[: len(events)]])
+        yield from pack_chunks(events, max_bytes, overhead, lambda _: next(chunks), self._request)
 
     def judge(self, reply, events: list, policy) -> Verdict:
         status = reply.status

@@ -1,0 +1,141 @@
+"""The services' batch encoders are byte for byte what encoding each record on its own
+gives (issue 14: "the wire bytes stay identical"), for any values: NaN, lone surrogates,
+characters form-encoding must escape, nested values, and values that hold the marks the
+fast paths use to encode a whole batch in one call.
+
+The references here are written from the wire's definition (protocols.md), not from the
+services' code: Panoply's MessageBody is ``quote_plus(json.dumps(record), safe="")`` plus
+``%0A%0A`` per record (strict JSON as :func:`loghandlers.records.dumps` writes it).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote_plus
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loghandlers import PanoplyHandler
+from loghandlers.records import dumps
+from loghandlers.service import pack_chunks
+
+PANOPLY_SECRET = (
+    "UkFORDI+Pj4vMGUxZjJhM2ItNWVjNy00ZTdhLTljMWQtNWVjN2U3MDAwMDAxLzEyMzQ1Njc4OTAxMi9ldS13ZXN0LTE="
+)
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+MARKS = [
+    "\x00loghandlers:record-end\x00",  # Panoply's batch mark, as a value a user might log
+    ", ",
+    "\n\n",
+    "%0A%0A",
+    "}, {",
+]
+PIECES = ["\U0001f600", "\u00e9", "\x7f", "\x00", "\\", '"', "%", "+", " ", "&=?#/", "\n"]
+#: text the one-call paths take (no lone surrogates)
+PLAIN_TEXT = st.lists(
+    st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from(PIECES + MARKS)),
+    max_size=8,
+).map("".join)
+TEXT = st.lists(
+    st.one_of(
+        st.characters(),
+        st.sampled_from(PIECES + MARKS),
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    ),
+    max_size=8,
+).map("".join)
+
+
+def events(text, floats):
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), floats, text)
+    values = st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4), st.dictionaries(text, children, max_size=3)
+        ),
+        max_leaves=8,
+    )
+    return st.dictionaries(text, values, max_size=5)
+
+
+#: mostly records the one-call paths take, some that need the per-record repairs
+EVENT = st.one_of(
+    events(PLAIN_TEXT, st.floats(allow_nan=False, allow_infinity=False)),
+    events(PLAIN_TEXT, st.floats(allow_nan=False, allow_infinity=False)),
+    events(PLAIN_TEXT, st.floats(allow_nan=False, allow_infinity=False)),
+    events(TEXT, st.floats()),
+)
+
+
+@pytest.fixture(scope="module")
+def panoply():
+    handler = PanoplyHandler(
+        url="http://127.0.0.1:9/q", api_key="acct/RAND1", api_secret=PANOPLY_SECRET, spool_dir=""
+    )
+    yield handler.service
+    handler.close(timeout=1)
+
+
+def panoply_chunk(event: dict, table: str = "logs") -> str:
+    if "__table" not in event:
+        event = {**event, "__table": table}
+    return quote_plus(dumps(event), safe="") + "%0A%0A"
+
+
+def panoply_reference(service, events: list, max_bytes: int) -> list:
+    """(events, body or None) per request: each record encoded alone, packed by bytes."""
+    head = b"Action=SendMessage&MessageBody="
+    tail = service.encode([]).body[len(head) :]
+    bodies = []
+
+    def request_of(chunks):
+        return head + "".join(chunks).encode("ascii") + tail
+
+    for part, body in pack_chunks(
+        events, max_bytes, len(head) + len(tail), panoply_chunk, request_of
+    ):
+        bodies.append((part, body))
+    return bodies
+
+
+@SETTINGS
+@given(
+    st.lists(st.one_of(EVENT, EVENT.map(lambda e: {**e, "__table": "t"})), min_size=1, max_size=12),
+    st.sampled_from([900, 2_000, 262_144]),
+)
+def test_panoply_batch_is_each_record_encoded_alone(panoply, events, max_bytes):
+    """issue 14: Panoply's one-call batch encoding is wire-identical, packing included."""
+    expected = panoply_reference(panoply, events, max_bytes)
+    got = [(part, r.body if r is not None else None) for part, r in panoply.pack(events, max_bytes)]
+    assert got == expected
+    assert panoply.encode(events).body == panoply_reference(panoply, events, 10**9)[0][1]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"emoji": "\U0001f600 \u00e9"},
+        {"mark": [1, MARKS[0], 2]},  # the batch mark between two list items, as in the batch
+        {"mark": MARKS[0], MARKS[0]: [MARKS[0]]},
+        {"lone": "\ud800"},
+    ],
+)
+def test_panoply_one_call_path_for_plain_records(panoply, extra):
+    """The one-call path runs for ordinary records (else this file tests nothing new), and a
+    record holding the batch's mark still gets its own bytes."""
+    events = [
+        {"message": f"m {i} 100% + more", "n": i, **extra, "__table": "logs"} for i in range(50)
+    ]
+    if not extra or "emoji" in extra:
+        assert panoply.quoted_records(events) is not None
+    expected = panoply_reference(panoply, events, 2_000)
+    got = [(part, r.body if r is not None else None) for part, r in panoply.pack(events, 2_000)]
+    assert got == expected and len(got) > 1
