@@ -95,6 +95,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="memory run for every handler (default: JSONHandler only)",
     )
+    parser.add_argument(
+        "--stages-only",
+        action="store_true",
+        help="only the worker-stage table (no bursts, no memory run): for profiling changes",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
         "--render", metavar="JSON", help="print the report of an earlier run's JSON, run nothing"
@@ -144,7 +149,7 @@ def run(args, cfg: dict, json_path: str, workdir: str) -> int:
             f"peers: {', '.join(p.name for p in peer_classes) or 'none'}"
         )
         specs = build_specs(ctx, peer_classes)
-        bursts = run_bursts(ctx, specs)
+        bursts = {} if args.stages_only else run_bursts(ctx, specs)
         stages = worker_stages(ctx)
         gz = gzip_levels(ctx)
         sizes = snapshot_bytes(ctx)
@@ -153,6 +158,8 @@ def run(args, cfg: dict, json_path: str, workdir: str) -> int:
     memory_names = (
         list(ctx.ours) if args.memory_all else [n for n in ("JSONHandler",) if n in ctx.ours]
     )
+    if args.stages_only:
+        memory_names = []
     memory = run_memory(ctx, memory_names)
 
     report = {
