@@ -118,6 +118,7 @@ def run_collect(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         f"  panoply       POST {url}/<aws-account>/<queue>  (SQS SendMessage, form-encoded)",
         f"  kronos        POST {url}/1.0/events/put  (http_url = {url})",
         f"  json          POST {url}/json  (or {url}/json/<channel>)",
+        f"  otlp          POST {url}/v1/logs  (OTLP/HTTP JSON; OTLPHandler url = {url})",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), file=out, flush=True)

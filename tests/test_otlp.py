@@ -444,3 +444,93 @@ def test_every_option_works_from_dictconfig_strings_and_the_environment(tmp_path
         found = {a["key"]: a["value"] for a in resource}
         assert found["service.name"] == {"stringValue": "from-env"}
         assert found["deployment.environment"] == {"stringValue": "prod"}
+
+
+# ----------------------------------------------------------------------------- the collector
+@pytest.fixture
+def collector(tmp_path):
+    from loghandlers.collector import Collector
+
+    with Collector(db=tmp_path / "collector.db") as running:
+        yield running
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_the_collector_accepts_otlp_json_and_shows_it_in_events(compression, collector, tmp_path):
+    """issue 13: ``POST /v1/logs`` on the collector stores each log record as an event
+    (message, severity, attributes, resource, scope), which ``events`` prints."""
+    import argparse
+    import io
+
+    from loghandlers.cli_collect import run_events
+
+    handler = OTLPHandler(
+        url=collector.url,
+        service_name="shop",
+        compression=compression,
+        spool_dir=str(tmp_path),
+        flush_interval=3600,
+    )
+    log = quiet_logger("otlp.collector")
+    log.addHandler(handler)
+    try:
+        log.warning("paid %s", 12, extra={"order": 7})
+        log.info({"event": "login"})
+        assert handler.flush(timeout=20)
+    finally:
+        log.removeHandler(handler)
+        handler.close(timeout=2)
+    assert handler.stats()["sent"] == 2
+    rows = collector.events(service="otlp")
+    assert [row["source"] for row in rows] == ["shop", "shop"]
+    assert [row["channel"] for row in rows] == ["otlp.collector"] * 2
+    first, second = (row["event"] for row in rows)
+    assert first["message"] == "paid 12" and first["severityText"] == "WARN"
+    assert first["severityNumber"] == 13 and first["attributes"]["order"] == 7
+    assert first["resource"]["service.name"] == "shop"
+    assert first["timestamp"].endswith("Z")
+    assert second["message"] == {"event": "login"}
+    out = io.StringIO()
+    args = argparse.Namespace(
+        db=collector.db_path, service="otlp", source=None, limit=10, json=False, follow=False
+    )
+    run_events(args, out)
+    assert "paid 12" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status",
+    [
+        (b'{"resourceLogs": {}}', "application/json", 400),
+        (
+            b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"severityNumber": 99}]}]}]}',
+            "application/json",
+            400,
+        ),
+        (
+            b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "soon"}]}]}]}',
+            "application/json",
+            400,
+        ),
+        (b"not json", "application/json", 400),
+        (b"\x0a\x00", "application/x-protobuf", 415),
+        (b'{"resourceLogs": [], "someFutureField": 1}', "application/json", 200),
+    ],
+)
+def test_the_collector_answers_bad_otlp_bodies_as_the_spec_says(
+    body, content_type, status, collector
+):
+    """issue 13: 400 with a JSON Status for a body that is not a request; 415 for binary
+    protobuf; unknown fields are ignored (the spec's MUST)."""
+    import requests
+
+    reply = requests.post(
+        collector.url + "/v1/logs", data=body, headers={"Content-Type": content_type}, timeout=10
+    )
+    assert reply.status_code == status, reply.text
+    answer = reply.json()
+    if status == 200:
+        assert answer == {}
+    else:
+        assert isinstance(answer["message"], str) and answer["message"]
+    assert collector.events(service="otlp") == []

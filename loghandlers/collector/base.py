@@ -1,6 +1,6 @@
 """What every collector service shares: the request/reply values and body decoding.
 
-Each service module (samsara.py, initialstate.py, panoply.py, kronos.py, json.py) holds one
+Each service module (samsara.py, initialstate.py, panoply.py, kronos.py, json.py, otlp.py) holds one
 class whose ``routes`` map an exact path to ``{method: method_name}``; each of those methods
 takes a :class:`ServiceRequest` and returns a :class:`ServiceReply`. Services know nothing
 about sockets, so server.py frames, size-checks and answers for all of them the same way;

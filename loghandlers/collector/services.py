@@ -8,9 +8,10 @@ class here. A class with a ``prefix`` also serves every path below it.
 from .initialstate import InitialState
 from .json import GenericJSON
 from .kronos import Kronos
+from .otlp import OTLP
 from .panoply import Panoply
 from .samsara import Samsara
 
 __all__ = ["SERVICES"]
 
-SERVICES = (Samsara, InitialState, Kronos, GenericJSON, Panoply)
+SERVICES = (Samsara, InitialState, Kronos, GenericJSON, OTLP, Panoply)
