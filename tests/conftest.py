@@ -5,6 +5,11 @@ import os
 
 import pytest
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; "alone" tests then share the machine
+    fcntl = None  # type: ignore[assignment]
+
 from tests.helpers import FAST
 from tests.loopback import LoopbackServer, ok
 
@@ -15,6 +20,33 @@ def clean_environment(monkeypatch):
     for name in list(os.environ):
         if name.startswith("LOGHANDLERS_"):
             monkeypatch.delenv(name)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``alone`` go last: they wait for every other test to finish anyway."""
+    items.sort(key=lambda item: item.get_closest_marker("alone") is not None)
+
+
+@pytest.fixture(autouse=True)
+def alone_when_marked(request, tmp_path_factory):
+    """Under pytest-xdist, a test marked ``alone`` runs while no other test runs.
+
+    Tests that bound a wall-clock duration (``close()`` within its deadline) are marked:
+    on a 2-core machine a neighbour's CPU burst could otherwise eat their slack. Every
+    test holds ``alone.lock`` shared, an ``alone`` test holds it exclusive. Collected last,
+    an ``alone`` test waits at most until the other workers run out of tests, so the wait
+    is bounded by the suite's own (bounded) tests.
+    """
+    if fcntl is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    alone = request.node.get_closest_marker("alone") is not None
+    with open(tmp_path_factory.getbasetemp().parent / "alone.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from loghandlers import JSONHandler
 from tests.helpers import messages
 from tests.loopback import LoopbackServer, free_port, hang, huge, reset, slow, status
@@ -165,6 +167,7 @@ def test_a_new_handler_of_the_same_identity_replays_and_others_do_not(tmp_path, 
         assert same.stats()["replayed"] == 1
 
 
+@pytest.mark.alone  # bounds close()'s wall-clock duration
 def test_close_returns_by_its_deadline_against_a_hanging_endpoint(tmp_path, logger):
     spool_dir = str(tmp_path / "spool")
     port = free_port()

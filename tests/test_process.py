@@ -168,6 +168,7 @@ def test_sigterm_during_the_exit_drain_waits_for_it(tmp_path):
         assert [e["message"] for e in server.events] == [f"d{i}" for i in range(6)]
 
 
+@pytest.mark.alone  # bounds close()'s wall-clock duration
 def test_logging_shutdown_keeps_to_close_timeout_against_a_hanging_endpoint(tmp_path):
     """Python < 3.12's logging.shutdown() flushes before it closes: both stay bounded."""
     from tests.loopback import LoopbackServer, hang

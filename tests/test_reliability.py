@@ -453,6 +453,7 @@ def test_sigkill_of_a_streaming_process_with_spool_mode_always_leaves_no_gap(tmp
     )
 
 
+@pytest.mark.alone  # bounds close()'s wall-clock duration
 @pytest.mark.parametrize(
     "count",
     [
