@@ -1308,18 +1308,12 @@ def test_summary_shapes():
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery")
 def test_cli_collect_serves_until_ctrl_c(tmp_path):
-    script = (
-        "import argparse, sys\n"
-        "from loghandlers.cli_collect import add_collect_parser\n"
-        "p = argparse.ArgumentParser(); s = p.add_subparsers()\n"
-        "add_collect_parser(s); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
-    )
     env = dict(os.environ, PYTHONPATH=ROOT, XDG_DATA_HOME=str(tmp_path / "data"))
     env.pop("LOGHANDLERS_COLLECTOR_DB", None)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, "collect", "--port", "0"],
+        [sys.executable, "-m", "loghandlers", "collect", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

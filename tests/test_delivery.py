@@ -3,13 +3,12 @@
 import json
 import os
 import stat
-import subprocess
-import sys
 import time
 
 import pytest
 
 from loghandlers import JSONHandler
+from tests.children import run_child
 from tests.helpers import messages
 from tests.loopback import LoopbackServer, free_port, hang, huge, reset, slow, status
 
@@ -187,16 +186,9 @@ def test_close_returns_by_its_deadline_against_a_hanging_endpoint(tmp_path, logg
         assert stats["spooled"] == 20 and stats["sent"] == 0
     # the next process, endpoint healthy again, replays what was left
     with LoopbackServer(port=port) as healthy:
-        script = (
-            "from loghandlers import JSONHandler;"
-            f"h = JSONHandler(url={healthy.url!r}, spool_dir={spool_dir!r}, flush_interval=0.05);"
-            "import time; [time.sleep(0.05) for _ in range(100) if h.stats()['replayed'] < 20];"
-            "h.close(); print(h.stats()['replayed'])"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-        )
-        assert out.stdout.strip() == "20", out.stderr
+        options = {"url": healthy.url, "spool_dir": spool_dir, "flush_interval": 0.05}
+        replayed = run_child("replay", {"options": options, "timeout": 5}, timeout=60)
+        assert replayed["replayed"] == 20, replayed
         assert sorted(messages(healthy.events), key=lambda m: int(m[1:])) == [
             f"h{i}" for i in range(20)
         ]

@@ -4,10 +4,10 @@ import logging
 import multiprocessing
 import os
 import socket
-import subprocess
-import sys
 
 import pytest
+
+from tests.children import first_line, run_child, start_child
 
 HOST = socket.gethostname()
 
@@ -69,16 +69,8 @@ def test_multiprocessing_fork_children_ship_on_exit(server, make_handler):
 
 
 def test_atexit_drains_what_the_program_never_flushed(server, tmp_path):
-    script = (
-        "import logging; from loghandlers import JSONHandler;"
-        f"h = JSONHandler(url={server.url!r}, flush_interval=3600, spool_dir={str(tmp_path)!r});"
-        "log = logging.getLogger('bye'); log.addHandler(h); log.setLevel(logging.INFO);"
-        "[log.info('exit %d', i) for i in range(50)]"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    options = {"url": server.url, "flush_interval": 3600, "spool_dir": str(tmp_path)}
+    run_child("log_and_exit", {"options": options, "count": 50, "format": "exit %d"})
     assert server.wait_for_events(50, timeout=5)
     assert [e["message"] for e in server.events] == [f"exit {i}" for i in range(50)]
 
@@ -126,20 +118,17 @@ def test_two_handlers_do_not_ship_each_others_http_logs(make_handler):
 
 
 def test_sigterm_mid_stream_drains_before_dying(server, tmp_path):
-    script = (
-        "import logging, os, signal, sys, time; from loghandlers import JSONHandler;"
-        f"h = JSONHandler(url={server.url!r}, flush_interval=3600, spool_dir={str(tmp_path)!r});"
-        "log = logging.getLogger('term'); log.addHandler(h); log.setLevel(logging.INFO);"
-        "[log.info('term %d', i) for i in range(500)];"
-        "print('ready', flush=True); time.sleep(30)"
+    options = {"url": server.url, "flush_interval": 3600, "spool_dir": str(tmp_path)}
+    proc = start_child(
+        "stream_then_wait", {"options": options, "count": 500, "format": "term %d", "sleep": 30}
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "ready"
+        assert first_line(proc)["logged"] == 500
         proc.terminate()
         assert proc.wait(timeout=30) == -15  # still dies of SIGTERM, as without us
     finally:
         proc.kill()
+        proc.wait()
     assert server.wait_for_events(500, timeout=5)
     assert [e["message"] for e in server.events] == [f"term {i}" for i in range(500)]
 
@@ -149,16 +138,16 @@ def test_sigterm_during_the_exit_drain_waits_for_it(tmp_path):
     from tests.loopback import LoopbackServer, slow
 
     with LoopbackServer(default=slow(0.25, b"ok")) as server:  # 0.5 s per request
-        script = (
-            "import logging, sys; from loghandlers import JSONHandler;"
-            f"h = JSONHandler(url={server.url!r}, batch_size=1, flush_interval=3600,"
-            f" close_timeout=10, spool_dir={str(tmp_path)!r});"
-            "log = logging.getLogger('drain'); log.addHandler(h); log.setLevel(logging.INFO);"
-            "[log.info('d%d', i) for i in range(6)]; print('exiting', flush=True)"
-        )
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        options = {
+            "url": server.url,
+            "batch_size": 1,
+            "flush_interval": 3600,
+            "close_timeout": 10,
+            "spool_dir": str(tmp_path),
+        }
+        proc = start_child("log_and_exit", {"options": options, "count": 6, "format": "d%d"})
         try:
-            assert proc.stdout.readline().strip() == "exiting"
+            assert first_line(proc)["logged"] == 6  # and now it exits
             assert server.wait_for_requests(2, timeout=10)  # the exit drain is under way
             proc.terminate()
             assert proc.wait(timeout=30) == -15
@@ -174,18 +163,8 @@ def test_logging_shutdown_keeps_to_close_timeout_against_a_hanging_endpoint(tmp_
     from tests.loopback import LoopbackServer, hang
 
     with LoopbackServer(default=hang(20)) as server:
-        script = (
-            "import logging, time; from loghandlers import JSONHandler;"
-            f"h = JSONHandler(url={server.url!r}, close_timeout=1, timeout=30,"
-            f" spool_dir={str(tmp_path)!r});"
-            "log = logging.getLogger('shut'); log.addHandler(h); log.setLevel(logging.INFO);"
-            "[log.info('s%d', i) for i in range(10)];"
-            "started = time.monotonic(); logging.shutdown();"
-            "print(round(time.monotonic() - started, 1), h.stats()['spooled'])"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-        )
-    took, spooled = done.stdout.split()
+        options = {"url": server.url, "close_timeout": 1, "timeout": 30, "spool_dir": str(tmp_path)}
+        done = run_child("log_then_shutdown", {"options": options, "count": 10}, timeout=60)
+    took, spooled = done["took"], done["spooled"]
     assert float(took) < 5  # close_timeout is 1 s; 30 s timeouts and 4 retries must not show
-    assert spooled == "10"
+    assert spooled == 10

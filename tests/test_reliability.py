@@ -17,8 +17,6 @@ import os
 import pathlib
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
@@ -27,7 +25,8 @@ from collections import Counter
 import pytest
 
 from loghandlers import JSONHandler
-from tests import reliability_children
+from tests import children
+from tests.children import first_line, run_child, start_child
 from tests.helpers import messages
 from tests.loopback import (
     LoopbackServer,
@@ -88,45 +87,6 @@ def private_logger(name: str, handler) -> logging.Logger:
     log.handlers.clear()
     log.addHandler(handler)
     return log
-
-
-def child_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGHANDLERS_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def start_child(mode: str, args: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability_children", mode, json.dumps(args)],
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def first_line(child: subprocess.Popen, timeout: float = 60) -> dict:
-    """The child's first line of JSON, without waiting forever for a child that hangs."""
-    box = []
-    reader = threading.Thread(target=lambda: box.append(child.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert box and box[0], "the child said nothing"
-    return json.loads(box[0])
-
-
-def run_child(mode: str, args: dict, timeout: float = 120) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.reliability_children", mode, json.dumps(args)],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def spooled_messages(spool_dir) -> list:
@@ -666,7 +626,7 @@ def test_spawned_children_configure_their_own_handler_and_ship_their_own(server,
         ctx = multiprocessing.get_context("spawn")
         procs = [
             ctx.Process(
-                target=reliability_children.spawn_child,
+                target=children.spawn_child,
                 args=(server.url, str(tmp_path), f"child{k}", 40),
             )
             for k in range(3)

@@ -1,9 +1,11 @@
-"""Code that runs in the child processes of tests/test_reliability.py.
+"""Every child process the tests start, and the parent-side calls that start them.
 
-A ``multiprocessing`` child started with "spawn" imports this module to find its target,
-so the target lives here and configures its own handler. The other modes run as
-``python -m tests.reliability_children MODE JSON-ARGS`` (cwd: the repository root) and
-print one JSON line with what the parent needs to know.
+A child runs as ``python -m tests.children MODE JSON-ARGS`` (cwd: the repository root;
+no ``LOGHANDLERS_*`` variable from the parent) and prints JSON lines with what the parent
+needs to know; the parent uses :func:`start_child` (then :func:`first_line`) or
+:func:`run_child`, which bound every wait. A ``multiprocessing`` child started with
+"spawn" imports this module to find its target, so such targets live here too and
+configure their own handler.
 """
 
 from __future__ import annotations
@@ -11,8 +13,58 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
+import subprocess
 import sys
+import threading
 import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- parent side
+def child_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGHANDLERS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def start_child(mode: str, args: dict) -> subprocess.Popen:
+    """Start ``mode`` in a child process; read its output with :func:`first_line`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.children", mode, json.dumps(args)],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def first_line(child: subprocess.Popen, timeout: float = 60) -> dict:
+    """The child's next line of JSON, without waiting forever for a child that hangs."""
+    box = []
+    reader = threading.Thread(target=lambda: box.append(child.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert box and box[0], "the child said nothing"
+    return json.loads(box[0])
+
+
+def run_child(mode: str, args: dict, timeout: float = 120) -> dict:
+    """Run ``mode`` to its end; its last line of JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.children", mode, json.dumps(args)],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- child side
 
 
 def _logger(name: str, handler) -> logging.Logger:
@@ -36,15 +88,42 @@ def spawn_child(url: str, spool_dir: str, tag: str, count: int) -> None:
 
 # ----------------------------------------------------------------------------- modes
 def stream_then_wait(args: dict) -> None:
-    """Log ``count`` records, say so, then sleep until the parent kills us."""
+    """Log ``count`` records (``format``, default "k%d"), say so, then sleep until the
+    parent kills us (at most ``sleep`` seconds)."""
     from loghandlers import JSONHandler
 
     handler = JSONHandler(**args["options"])
     log = _logger("victim", handler)
     for i in range(args["count"]):
-        log.info("k%d", i)
+        log.info(args.get("format", "k%d"), i)
     print(json.dumps({"logged": args["count"], "pid": os.getpid()}), flush=True)
     time.sleep(args.get("sleep", 60))
+
+
+def log_and_exit(args: dict) -> None:
+    """Log ``count`` records (``format``), say so, and leave through a plain interpreter
+    exit without closing or flushing: the exit drain has to ship them."""
+    from loghandlers import JSONHandler
+
+    handler = JSONHandler(**args["options"])
+    log = _logger("leaving", handler)
+    for i in range(args["count"]):
+        log.info(args["format"], i)
+    print(json.dumps({"logged": args["count"], "pid": os.getpid()}), flush=True)
+
+
+def log_then_shutdown(args: dict) -> None:
+    """Log ``count`` records, then time ``logging.shutdown()`` (what runs at exit)."""
+    from loghandlers import JSONHandler
+
+    handler = JSONHandler(**args["options"])
+    log = _logger("shut", handler)
+    for i in range(args["count"]):
+        log.info("s%d", i)
+    started = time.monotonic()
+    logging.shutdown()
+    took = time.monotonic() - started
+    print(json.dumps({"took": took, "spooled": handler.stats()["spooled"]}), flush=True)
 
 
 def stream_forever(args: dict) -> None:
@@ -145,6 +224,8 @@ def prefork(args: dict) -> None:
 
 MODES = {
     "stream_then_wait": stream_then_wait,
+    "log_and_exit": log_and_exit,
+    "log_then_shutdown": log_then_shutdown,
     "stream_forever": stream_forever,
     "replay": replay,
     "prefork": prefork,
