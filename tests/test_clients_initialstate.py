@@ -4,8 +4,11 @@ shares with it (issue 11), over real HTTP against the collector or the loopback 
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import logging
+import time
+import uuid
 
 import pytest
 
@@ -14,6 +17,8 @@ from loghandlers.collector import Collector
 from loghandlers.services.initialstate_objects import log_object_items
 from tests.helpers import attach
 from tests.loopback import status
+from tests.test_clients_shared import FAST as FAST_CLIENT
+from tests.test_clients_shared import run_script, with_import
 
 CREDS = {"access_key": "ist_TESTKEY", "bucket_key": "wire_bucket"}
 
@@ -185,3 +190,290 @@ def test_handler_semantics_match_the_official_client_on_the_collector(tmp_path):
             handler.close()
         ours = [row["event"] for row in collector.events(service="initialstate")][len(official) :]
         assert json.dumps(ours) == json.dumps(official)
+
+
+# ------------------------------------------------------------------ the Streamer client
+
+#: the README's examples, in order (Python 3 syntax). Harness changes, marked "harness":
+#: the endless loop runs twice without sleeping, with a stand-in for get_stuff(), and the
+#: last streamers are closed so that the official client sends at all.
+README = """
+from ISStreamer.Streamer import Streamer
+
+# create or append to a Streamer instance
+streamer = Streamer(bucket_name="Some Bucket Name", bucket_key="bucket_key", access_key="YourAccessKey")
+
+# send some data
+streamer.log("test", "hi")
+streamer.log("temperature", 32)
+
+# flush data (force the buffer to empty and send)
+streamer.flush()
+
+# close the stream
+streamer.close()
+
+streamer = Streamer(bucket_name="Hi!", access_key="YourAccessKey", buffer_size=200)
+
+streamer = Streamer(bucket_name="Dynamic Buffer", access_key="YourAccessKey", buffer_size=200)
+
+counter = 0
+while counter < 2:  # harness: was `while 1`
+    streamer.log("loop_counter", counter)
+
+    some_dict = {
+        "a": 1,
+        "b": 2,
+        "c": 3
+    }
+    streamer.log_object(some_dict, key_prefix="some_dict")
+
+    dynamic_list = [counter, "x", 2.5]  # harness: SomeOtherModule.PracticalClass.get_stuff()
+
+    streamer.log_object(dynamic_list)
+
+    streamer.flush()
+
+    # increment counter
+    counter += 1
+
+import time
+
+time = time.time()
+
+streamer.log("siganl", 5, epoch=time)
+streamer.close()  # harness
+
+streamer = Streamer(bucket_name="Starting Bucket", access_key="YourAccessKey")
+
+streamer.log("key1", "starting")
+streamer.set_bucket(bucket_name="New Bucket")
+streamer.log("key1", "starting")
+streamer.close()  # harness
+
+logger = Streamer(bucket_name="SomeBucketName", access_key="YourAccessKey", debug_level=2)
+"""
+
+
+def per_bucket_name(collector, after: int = 0) -> dict:
+    """{bucket name: sorted (key, value) pairs} of the events stored after row ``after``."""
+    names = {b["bucketKey"]: b["bucketName"] for b in collector.buckets()}
+    out: dict = {}
+    for row in collector.events(service="initialstate")[after:]:
+        event = row["event"]
+        out.setdefault(names.get(row["channel"]), []).append(
+            (event["key"], json.dumps(event["value"]))
+        )
+    return {name: sorted(pairs) for name, pairs in out.items()}
+
+
+def ini_dir(tmp_path, collector) -> dict:
+    """A working directory whose ./isstreamer.ini points ISStreamer at the collector (the
+    only way to aim it), and an empty HOME; returns run_script's keyword arguments."""
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    (work / "isstreamer.ini").write_text(
+        "[isstreamer.client_config]\noffline_mode = false\n"
+        f"[isstreamer.api_config]\nstream_api_base = {collector.url}\n"
+    )
+    env = {"HOME": str(home), "LOGHANDLERS_SPOOL_DIR": str(tmp_path / "spool")}
+    return {"cwd": str(work), "env": env}
+
+
+@pytest.fixture
+def collector():
+    with Collector(port=0, db=":memory:") as running:
+        yield running
+
+
+def test_readme_examples_with_only_the_import_changed(collector, tmp_path):
+    """issue 11: the README runs with only the import changed (./isstreamer.ini aims both
+    clients at the collector), and stores what the official client stores, apart from the
+    epochs and the documented differences: events logged before set_bucket() stay in the
+    old bucket (the SDK moves them to the new one), and a bucket is created before its
+    first events (the SDK creates one per Streamer, even one that never logs)."""
+    where = ini_dir(tmp_path, collector)
+    run_script(README, **where)
+    official = per_bucket_name(collector)
+    official_buckets = {b["bucketName"] for b in collector.buckets()}
+    before = len(collector.events(service="initialstate"))
+    example = with_import(
+        README,
+        "from ISStreamer.Streamer import Streamer",
+        "from loghandlers.clients.initialstate import Streamer",
+    )
+    run_script(example, **where)
+    ours = per_bucket_name(collector, before)
+    starting = [("key1", '"starting"')]
+    assert official.pop("New Bucket") == starting * 2
+    assert (ours.pop("Starting Bucket"), ours.pop("New Bucket")) == (starting, starting)
+    assert ours == official
+    assert official["Some Bucket Name"] == [("temperature", "32"), ("test", '"hi"')]
+    assert ("list_2", "2.5") in official["Dynamic Buffer"]
+    assert official_buckets >= {"Hi!", "SomeBucketName"}  # buckets that never got events
+    given_epoch = [
+        row["event"]["epoch"]
+        for row in collector.events(service="initialstate")
+        if row["event"]["key"] == "siganl"
+    ]
+    assert len(given_epoch) == 2 and all(isinstance(e, float) for e in given_epoch)
+
+
+def test_log_keeps_types_and_epochs_as_the_sdk(collector, tmp_path):
+    """issue 11: numbers and bools stay JSON numbers and bools; an epoch is sent as given
+    (an int stays an int); an unusable one is replaced by now; nested values go as JSON
+    text (documented difference)."""
+    from loghandlers.clients.initialstate import Streamer
+
+    streamer = Streamer(
+        bucket_name="T",
+        bucket_key="t",
+        access_key="ist_k",
+        url=collector.url,
+        spool_dir=str(tmp_path),
+    )
+    try:
+        streamer.log("i", 32, epoch=1456485005)
+        streamer.log("f", 0.5, epoch=1456485005.659)
+        streamer.log("b", True, epoch="not-a-time")
+        streamer.log("n", {"a": [1]})
+        streamer.log("k" * 300, "long key")
+        with pytest.raises(ValueError):
+            streamer.log("", "empty key")
+        assert streamer.flush(timeout=10)
+    finally:
+        streamer.close()
+    events = [row["event"] for row in collector.events(service="initialstate")]
+    assert [(e["key"][:3], e["value"]) for e in events] == [
+        ("i", 32),
+        ("f", 0.5),
+        ("b", True),
+        ("n", '{"a": [1]}'),
+        ("kkk", "long key"),
+    ]
+    assert type(events[0]["epoch"]) is int and events[1]["epoch"] == 1456485005.659
+    assert abs(events[2]["epoch"] - time.time()) < 600
+    assert len(events[4]["key"]) == 250
+
+
+def test_log_object_flattens_as_isstreamer(collector, tmp_path):
+    """issue 11: lists list_0.., dicts dict_<key>.., objects their properties; key_prefix
+    replaces the type name, "" means none; one epoch for all; a tuple counts as a list."""
+    from loghandlers.clients.initialstate import Streamer
+
+    streamer = Streamer(
+        bucket_key="t", access_key="ist_k", url=collector.url, spool_dir=str(tmp_path)
+    )
+    try:
+        streamer.log_object([5, "x"])
+        streamer.log_object({"a": 1}, key_prefix="")
+        streamer.log_object({"a": 2}, key_prefix="p", epoch=1456485005)
+        streamer.log_object(Reading())
+        streamer.log_object((7,), key_prefix="t")
+        streamer.log_object({1: "int key", "1": "str key"}, key_prefix="dup")
+        assert streamer.flush(timeout=10)
+    finally:
+        streamer.close()
+    events = [row["event"] for row in collector.events(service="initialstate")]
+    assert [(e["key"], e["value"]) for e in events] == [
+        ("list_0", 5),
+        ("list_1", "x"),
+        ("a", 1),
+        ("p_a", 2),
+        ("Reading_broken", "<unreadable property: RuntimeError>"),
+        ("Reading_temp", 21.5),
+        ("t_0", 7),
+        ("dup_1", "int key"),
+        ("dup_1", "str key"),  # both sent, as ISStreamer does
+    ]
+    assert events[0]["epoch"] == events[1]["epoch"] and events[3]["epoch"] == 1456485005
+
+
+def test_set_bucket_creates_each_bucket_once_before_its_events(collector, tmp_path):
+    """issue 11: the bucket call is made once per bucket, before its events; set_bucket
+    without a key makes a uuid4 one."""
+    from loghandlers.clients.initialstate import Streamer
+
+    streamer = Streamer(
+        bucket_name="One",
+        bucket_key="one",
+        access_key="ist_k",
+        url=collector.url,
+        spool_dir=str(tmp_path),
+        **FAST_CLIENT,
+    )
+    try:
+        streamer.log("k", 1)
+        streamer.log("k", 2)
+        assert streamer.flush(timeout=10)
+        streamer.set_bucket(bucket_name="Two")
+        key = streamer.BucketKey
+        assert str(uuid.UUID(key)) == key and streamer.BucketName == "Two"
+        streamer.log("k", 3)
+        assert streamer.flush(timeout=10)
+    finally:
+        streamer.close()
+    paths = [(r["path"], json.loads(r["body"])) for r in collector.requests("initialstate")]
+    assert paths[0] == ("/api/buckets", {"bucketKey": "one", "bucketName": "One"})
+    assert [p for p, _ in paths] == ["/api/buckets", "/api/events"] * 2
+    assert paths[2][1] == {"bucketKey": key, "bucketName": "Two"}
+    rows = collector.events(service="initialstate")
+    assert [(r["channel"], r["event"]["value"]) for r in rows] == [
+        ("one", 1),
+        ("one", 2),
+        (key, 3),
+    ]
+
+
+def test_ini_file_and_environment(collector, tmp_path, monkeypatch):
+    """issue 11: ISStreamer's ini file is read (access_key, default_bucket,
+    stream_api_base); LOGHANDLERS_INITIALSTATE_* variables beat it; offline is refused."""
+    from loghandlers.clients.initialstate import Streamer
+
+    ini = tmp_path / "custom.ini"
+    ini.write_text(
+        "[isstreamer.client_config]\naccess_key = ist_from_ini\ndefault_bucket = Ini Bucket\n"
+        f"[isstreamer.api_config]\nstream_api_base = {collector.url}\n"
+    )
+    streamer = Streamer(bucket_key="b", ini_file_location=str(ini), spool_dir=str(tmp_path))
+    try:
+        assert streamer.handler.settings.url == collector.url
+        assert streamer.BucketName == "Ini Bucket"
+        assert "ist_from_ini" not in repr(streamer)
+        streamer.log("k", "v")
+        assert streamer.flush(timeout=10)
+        request = collector.requests("initialstate")[-1]
+        assert request["headers"]["X-IS-AccessKey"] == "ist_from_ini"
+    finally:
+        streamer.close()
+    monkeypatch.setenv("LOGHANDLERS_INITIALSTATE_URL", "http://127.0.0.1:9")
+    streamer = Streamer(bucket_key="b", ini_file_location=str(ini), spool_dir="")
+    try:
+        assert streamer.handler.settings.url == "http://127.0.0.1:9"
+    finally:
+        streamer.close(timeout=0)
+    with pytest.raises(FileNotFoundError):
+        Streamer(bucket_key="b", access_key="k", ini_file_location=str(tmp_path / "none.ini"))
+    with pytest.raises(ValueError, match="offline"):
+        Streamer(bucket_key="b", access_key="k", offline=True)
+
+
+def test_a_dropped_streamer_still_delivers(collector, tmp_path):
+    """issue 11: as the SDK's __del__ closes, dropping a Streamer drains it (and stops its
+    worker) without close()."""
+    from loghandlers.clients.initialstate import Streamer
+
+    streamer = Streamer(
+        bucket_key="d",
+        access_key="ist_k",
+        url=collector.url,
+        spool_dir=str(tmp_path),
+        flush_interval=3600,
+    )
+    streamer.log("k", "dropped")
+    handler = streamer.handler
+    del streamer
+    gc.collect()
+    handler.finish_close()
+    assert [r["event"]["value"] for r in collector.events(service="initialstate")] == ["dropped"]

@@ -1,4 +1,5 @@
-"""kronosd as the collector serves it: put, get, delete, streams and index under ``/1.0/``.
+"""kronosd as the collector serves it: put, get, delete, streams, infer_schema and index
+under ``/1.0/``.
 
 Event ids are uuid1-shaped with the event's Kronos time (100 ns since the Unix epoch) in the
 time field, and get/delete order and bound by (time, id bytes), as kronosd does.
@@ -19,6 +20,7 @@ __all__ = [
     "KRONOS_MAX_STREAM_LENGTH",
     "UUID_EPOCH_OFFSET",
     "Kronos",
+    "infer_schema",
     "kronos_now",
     "time_uuid",
     "valid_stream",
@@ -69,6 +71,73 @@ def valid_stream(name: Any) -> bool:
     )
 
 
+JSON_SCHEMA_DRAFT_4 = "http://json-schema.org/draft-04/schema#"
+
+
+class _SchemaNode:
+    """What the values seen at one place in the events had in common (see infer_schema)."""
+
+    def __init__(self) -> None:
+        self.types: set = set()
+        self.properties: Dict[str, _SchemaNode] = {}
+        self.present: Dict[str, int] = {}  # how many of the objects seen had each property
+        self.objects = 0
+        self.items: _SchemaNode | None = None
+
+    def add(self, value: Any) -> None:
+        if value is None:
+            self.types.add("null")
+        elif isinstance(value, bool):
+            self.types.add("boolean")
+        elif isinstance(value, int):
+            self.types.add("integer")
+        elif isinstance(value, float):
+            self.types.add("number")
+        elif isinstance(value, str):
+            self.types.add("string")
+        elif isinstance(value, list):
+            self.types.add("array")
+            if self.items is None:
+                self.items = _SchemaNode()
+            for item in value:
+                self.items.add(item)
+        elif isinstance(value, dict):
+            self.types.add("object")
+            self.objects += 1
+            for name, item in value.items():
+                self.properties.setdefault(name, _SchemaNode()).add(item)
+                self.present[name] = self.present.get(name, 0) + 1
+
+    def schema(self) -> Dict[str, Any]:
+        types = set(self.types)
+        if "number" in types:
+            types.discard("integer")  # every integer is a number
+        out: Dict[str, Any] = {}
+        if types:
+            ordered = sorted(types)
+            out["type"] = ordered[0] if len(ordered) == 1 else ordered
+        if "object" in types:
+            out["properties"] = {n: node.schema() for n, node in self.properties.items()}
+            required = sorted(n for n, count in self.present.items() if count == self.objects)
+            if required:  # draft 4: "required" must not be empty
+                out["required"] = required
+        if "array" in types and self.items is not None and self.items.types:
+            out["items"] = self.items.schema()
+        return out
+
+
+def infer_schema(events: List[Any]) -> Dict[str, Any]:
+    """A JSON Schema (draft 4) every one of ``events`` satisfies: each field's type(s)
+    (``"integer"`` merged into ``"number"``), nested objects and array items alike, and
+    ``"required"`` for the fields every event has. An empty stream gives an object schema
+    without properties."""
+    root = _SchemaNode()
+    root.types.add("object")
+    for event in events:
+        root.add(event)
+    return {"$schema": JSON_SCHEMA_DRAFT_4, **root.schema()}
+
+
 class _KronosError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -88,6 +157,7 @@ class Kronos:
         "/1.0/events/get": {"POST": "get"},
         "/1.0/events/delete": {"POST": "delete"},
         "/1.0/streams": {"POST": "streams"},
+        "/1.0/streams/infer_schema": {"POST": "infer_schema"},
         "/1.0/index": {"GET": "index"},
     }
 
@@ -250,6 +320,23 @@ class Kronos:
             return self._fail(exc.message, started)
         names = self.store.channels(self.name, namespace)
         return ServiceReply(200, "".join(n + "\r\n" for n in names).encode("utf-8"), "text/plain")
+
+    def infer_schema(self, req: ServiceRequest) -> ServiceReply:
+        """``{"stream", "namespace"?}`` -> ``{"stream", "namespace", "schema", "@success"}``:
+        the schema of every event stored in the stream (pykronos reads ``["schema"]``)."""
+        started = time.monotonic()
+        try:
+            body = self._body(req)
+            stream = body.get("stream")
+            if not valid_stream(stream):
+                raise _KronosError(f"InvalidStreamName({short_repr(stream)},)")
+            namespace = self._namespace(body)
+        except _KronosError as exc:
+            return self._fail(exc.message, started)
+        rows = self.store.events(service=self.name, namespace=namespace, channel=stream)
+        schema = infer_schema([row["event"] for row in rows])
+        reply = {"stream": stream, "namespace": namespace, "schema": schema, "@success": True}
+        return self._reply(200, reply, started)
 
     def index(self, req: ServiceRequest) -> ServiceReply:
         return self._reply(
