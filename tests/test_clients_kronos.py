@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 
 import pytest
 import requests
@@ -341,3 +342,84 @@ def test_collector_answers_infer_schema_as_pykronos_sends_it(collector):
     assert answer["@success"] is True and answer["namespace"] == "kronos"
     assert answer["schema"]["properties"]["x"] == {"type": "integer"}
     assert set(answer["schema"]["required"]) == {"x", "@id", "@time"}
+
+
+def lines(*events) -> bytes:
+    return b"".join(json.dumps(e).encode() + b"\r\n" for e in events)
+
+
+class CutStreamServer:
+    """Answers each get with the next scripted body. A body marked ``cut`` is sent in full,
+    then the connection closes before the promised length: the client has read every line
+    but the response is broken (no reset, so no line is lost in flight)."""
+
+    def __init__(self, *bodies):
+        import http.server
+        import threading
+
+        self.bodies = list(bodies)
+        self.requests = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                owner.requests.append(
+                    json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                )
+                body, cut = owner.bodies.pop(0)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body) + (1000 if cut else 0)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                if cut:
+                    time.sleep(0.2)  # let the client read every line first
+                    self.close_connection = True
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("order", [ResultOrder.ASCENDING, ResultOrder.DESCENDING])
+def test_a_broken_get_resumes_after_the_last_event_within_the_limit(order, tmp_path):
+    """issue 11: a response cut mid-stream is resumed after the last event seen, in either
+    order, without repeating events or exceeding ``limit`` (pykronos resumes with start_id
+    even when descending, and asks for the whole ``limit`` again)."""
+    ids = [f"0000000{i}-0000-1000-8000-000000000000" for i in range(4)]
+    times = [10, 20, 20, 30]
+    events = [{ID_FIELD: ids[i], TIMESTAMP_FIELD: times[i], "i": i} for i in range(4)]
+    if order == ResultOrder.DESCENDING:
+        events.reverse()
+    # what a server answers to the resumed request: descending resumes at the edge time,
+    # so the edge event comes again (and is skipped); ascending resumes strictly after it
+    again = events[1:] if order == ResultOrder.DESCENDING else events[2:]
+    with CutStreamServer((lines(*events[:2]), True), (lines(*again), False)) as server:
+        # chunk_size=1: every byte sent before the cut is read (a bigger read would fail
+        # as a whole at the cut, and the request would simply be made again)
+        client = KronosClient(server.url, chunk_size=1, spool_dir=str(tmp_path))
+        try:
+            got = list(client.get("s", 0, 100, limit=3, order=order))
+        finally:
+            client.close(timeout=0.1)
+        first, second = server.requests
+    assert [e["i"] for e in got] == [e["i"] for e in events[:3]]
+    assert first["limit"] == 3 and second["limit"] == 1
+    if order == ResultOrder.ASCENDING:
+        assert second["start_id"] == ids[1] and "start_time" not in second
+    else:
+        assert second["end_time"] == 20 and second["start_time"] == 0

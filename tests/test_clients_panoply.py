@@ -31,9 +31,14 @@ def queue_url(collector) -> str:
 
 
 def test_readme_example_with_only_the_import_changed(collector, tmp_path):
-    """issue 11: the README runs as is (LOGHANDLERS_PANOPLY_URL points it at the collector)
-    and the record arrives at exit, where the SDK's daemon thread would have lost it."""
+    """issue 11: the README runs with only the import changed (and its placeholder
+    credentials filled in, which the SDK needs too); LOGHANDLERS_PANOPLY_URL points it at
+    the collector, and the record arrives at exit, where the SDK's daemon thread would have
+    lost it."""
     example = with_import(README, "import panoply", "import loghandlers.clients.panoply as panoply")
+    example = example.replace('"APIKEY"', repr(PANOPLY_KEY)).replace(
+        '"APISECRET"', repr(PANOPLY_SECRET)
+    )
     run_script(
         example,
         env={
@@ -120,11 +125,11 @@ def test_error_callback_gets_an_exception_without_the_secret(tmp_path):
     assert PANOPLY_SECRET not in repr(conn)
 
 
-def test_credentials_are_checked_when_they_name_the_queue():
-    """Without url= the queue comes from the credentials: malformed ones are a ValueError
-    that names the option, never its value."""
+def test_credentials_are_checked():
+    """Malformed credentials are a ValueError that names the option, never its value (as
+    for the handler), even with url= set."""
     with pytest.raises(ValueError, match="api_secret") as info:
-        panoply.SDK("acct/key", "APISECRET", spool_dir="")
+        panoply.SDK("acct/key", "APISECRET", url="http://127.0.0.1:9", spool_dir="")
     assert "APISECRET" not in str(info.value)
     conn = panoply.SDK(PANOPLY_KEY, PANOPLY_SECRET, spool_dir="")
     try:
