@@ -182,3 +182,26 @@ def test_an_unknown_option_is_a_type_error():
 
     with pytest.raises(TypeError, match="flush_intervall"):
         SamsaraClient(url="http://127.0.0.1:9", flush_intervall=1)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_client_keeps_working_in_a_forked_child(service, tmp_path):
+    """issue 11: fork handling is the handlers': a forked child (multiprocessing, which
+    leaves through os._exit) buffers through the parent's client and drains at its exit."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with Collector(port=0, db=":memory:") as collector:
+        client = make_client(service, collector.url, str(tmp_path))
+        try:
+            buffer_events(service, client, 0, 1)
+            assert client.flush(timeout=10)
+            child = context.Process(target=buffer_events, args=(service, client, 1, 2))
+            child.start()
+            child.join(60)
+            assert child.exitcode == 0
+            buffer_events(service, client, 3, 1)
+            assert client.flush(timeout=10)
+        finally:
+            client.close()
+        assert stored_numbers(collector, service) == [0, 1, 2, 3]

@@ -2,14 +2,15 @@
 options, keep one per routing key (an Initial State bucket, a Kronos namespace), and flush,
 close or count them together.
 
-Threading: ``HandlerSet`` is called from any application thread. ``_lock`` guards only the
-``_handlers`` dict (lookups and inserts); handlers are built, flushed and closed outside it,
-and no user code ever runs under it.
+Threading: ``HandlerSet`` is called from any application thread, and holds no lock, so a
+``fork()`` from any thread can't leave one held in the child: its dict and list are only
+read, inserted into or popped from with single atomic operations (``setdefault``, ``pop``,
+``list(...)``) on keys that hash without Python code (``None``, ``str``, tuples of them).
+Handlers are built, flushed and closed outside those operations; no user code runs there.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable, Hashable, Mapping
 
@@ -35,18 +36,15 @@ class HandlerSet:
 
     def __init__(self, build: Callable[[Hashable], BatchingHandler]):
         self._build = build
-        self._lock = threading.Lock()
         self._handlers: dict = {}
         self._retired: list = []
 
     def get(self, key: Hashable = None) -> BatchingHandler:
-        with self._lock:
-            handler = self._handlers.get(key)
+        handler = self._handlers.get(key)
         if handler is not None:
             return handler
         handler = self._build(key)  # may raise ValueError for bad options: nothing kept
-        with self._lock:
-            kept = self._handlers.setdefault(key, handler)
+        kept = self._handlers.setdefault(key, handler)
         if kept is not handler:  # another thread built one first: use it, drop ours
             handler.close(timeout=0)
         return kept
@@ -54,16 +52,13 @@ class HandlerSet:
     def retire(self, key: Hashable) -> None:
         """Stop routing to ``key``'s handler: it drains in the background (within its
         ``close_timeout``, spooling the rest) while new events go to a new handler."""
-        with self._lock:
-            handler = self._handlers.pop(key, None)
-            if handler is not None:
-                self._retired.append(handler)
+        handler = self._handlers.pop(key, None)
         if handler is not None:
+            self._retired.append(handler)
             handler.begin_close()
 
     def all(self) -> list:
-        with self._lock:
-            return list(self._handlers.values())
+        return list(self._handlers.values())
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is delivered or spooled; False if
@@ -81,9 +76,7 @@ class HandlerSet:
             handler.begin_close()
 
     def close(self, timeout: float | None = None) -> None:
-        with self._lock:
-            handlers = list(self._handlers.values()) + self._retired
-            self._retired = []
+        handlers = list(self._handlers.values()) + list(self._retired)
         for handler in handlers:
             handler.begin_close(timeout)
         for handler in handlers:
@@ -92,9 +85,7 @@ class HandlerSet:
     def stats(self) -> dict:
         """Every handler's counters added up (``errors`` by kind; ``spool`` left out)."""
         total: dict = {}
-        with self._lock:
-            handlers = list(self._handlers.values()) + self._retired
-        for handler in handlers:
+        for handler in list(self._handlers.values()) + list(self._retired):
             for name, value in handler.stats().items():
                 if isinstance(value, bool) or name == "spool":
                     continue

@@ -177,11 +177,10 @@ class SamsaraClient:
             min_batch_size=min_buffer_size,
             compression=_compression(compression),
         )
-        if max_buffer_size is not None and min_buffer_size is not None:
-            if min_buffer_size == 0 or min_buffer_size > max_buffer_size:
+        if min_buffer_size is not None:
+            most = DEFAULT_CONFIG["max_buffer_size"] if max_buffer_size is None else max_buffer_size
+            if min_buffer_size == 0 or min_buffer_size > most:
                 sdk["min_batch_size"] = 1  # as the SDK
-        elif min_buffer_size == 0:
-            sdk["min_batch_size"] = 1
         if not start_publishing_thread:
             # nothing is sent until publish_events/flush/close (or the buffer runs deep)
             sdk["flush_interval"] = _NO_TIMER_SECONDS

@@ -8,6 +8,7 @@ dicts or objects; ``extra={"epoch": t}``) and the ``Streamer`` client (``log_obj
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -46,13 +47,23 @@ def name_text(name: Any) -> str:
         return safe_repr(name)
 
 
-def _properties(obj: Any) -> list[str]:
-    """Names of the ``@property`` attributes of ``obj``'s class, sorted (as ``dir()``)."""
+def _properties(obj: Any) -> tuple[str, ...]:
+    """Names of the ``@property`` attributes of ``obj``'s class, sorted (as ``dir()``).
+    Properties live on the class, so the answer is cached per class (the worker asks it
+    for every field value that is not a plain JSON type)."""
     cls = type(obj)
     try:
-        names = dir(obj)
+        return _class_properties(cls)
+    except TypeError:  # an unhashable class
+        return _class_properties.__wrapped__(cls)
+
+
+@functools.lru_cache(maxsize=256)
+def _class_properties(cls: type) -> tuple[str, ...]:
+    try:
+        names = dir(cls)
     except Exception:
-        return []
+        return ()
     out = []
     for name in names:
         try:
@@ -60,7 +71,7 @@ def _properties(obj: Any) -> list[str]:
                 out.append(name)
         except Exception:
             continue
-    return out
+    return tuple(out)
 
 
 def _read_property(obj: Any, name: str) -> Any:
