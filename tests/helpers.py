@@ -65,3 +65,34 @@ def spooled_events(directory) -> list:
         header, _, rest = path.read_text("utf-8").partition("\n")
         events.extend(json.loads(rest))
     return events
+
+
+def collector_accepts(captured, path: str | None = None) -> bool:
+    """Send a captured request, as it was, to a fresh development collector, which enforces
+    each service's server rules (``loghandlers.collector``), instead of restating those
+    rules in the wire tests. ``path`` replaces the captured path (e.g. a URL prefix)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from loghandlers.collector import Collector
+
+    skip = {"host", "content-length", "connection", "transfer-encoding"}
+    headers = {k: v for k, v in captured.headers if k.lower() not in skip}
+    with Collector() as collector:
+        parts = urlsplit(collector.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        try:
+            conn.request(
+                captured.method, path or captured.path, body=captured.body, headers=headers
+            )
+            reply = conn.getresponse()
+            body = reply.read()
+        finally:
+            conn.close()
+    if not 200 <= reply.status < 300:
+        return False
+    try:
+        verdict = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return True  # the SQS reply is XML
+    return not (isinstance(verdict, dict) and verdict.get("@success") is False)
