@@ -1,17 +1,12 @@
 """Initial State events API: ``POST {url}/api/buckets`` once, then ``POST {url}/api/events``.
 
-One record becomes ``{"key", "value", "epoch"}`` events with one ``epoch``: ``record.created``
-(float seconds), or a usable ``extra={"epoch": t}`` (sent as given, as ISStreamer does):
-
-* the message under the record's key (``extra={"key": ...}``, else the ``key`` option, else
-  the logger name), with any traceback / stack text appended after a newline; left out when
-  empty and the record has other fields. A bare number or bool message stays one;
-* each other field under ``<key>_<field>`` (``log_object(extras, key_prefix=key)``); a list,
-  dict or object value is flattened one level more, as ``log_object`` does.
-
-``level``, ``logger`` and ``sourceId`` are not sent. A key over 250 characters keeps its
-first 241 and ends in ``~`` plus 8 hex digits of its SHA-1. str, int, float and bool values
-go as they are; others as their JSON text (``'{"a": [1]}'``, ``"null"``).
+A record becomes ``{"key", "value", "epoch"}`` events with one ``epoch`` (``record.created``,
+or a usable ``extra={"epoch": t}``, sent as given): the message under the record's key
+(``extra={"key": ...}``, the ``key`` option, or the logger name; a traceback appended; a bare
+number or bool message stays one), and each other field under ``<key>_<field>`` (a list,
+dict or object flattened one level more, as ``log_object`` does). ``level``, ``logger`` and
+``sourceId`` are not sent. Keys over 250 characters end in ``~`` + 8 hex digits of their
+SHA-1; str, int, float and bool values go as they are, others as their JSON text.
 
 In the pipeline (and the spool) a record is one dict ``{"": epoch, key: value, ...}``; the
 empty name is never an Initial State key. 401/402/403 hold the events on disk; 429 honours
@@ -35,6 +30,7 @@ MAX_KEY = 250
 EPOCH = ""  # the record's slot for its epoch; Initial State keys are never empty
 BASE_FIELDS = ("message", "level", "logger", "exc_info", "stack_info")
 ROUTING_FIELDS = ("key", "epoch")  # choose the key and the time; never sent as fields
+PLAIN = frozenset((str, int, float, bool))  # sent as they are
 WHY = {401: "unauthorized, check access_key", 402: "account capped or upgrade required"}
 
 
@@ -112,7 +108,11 @@ class InitialStateService(Service):
         if message or not others:
             out[is_key(key)] = value
         for name in others:
-            for sub_key, sub_value in field_items(f"{key}_{name_text(name)}", fields[name]):
+            value, prefix = fields[name], f"{key}_{name if type(name) is str else name_text(name)}"
+            if type(value) in PLAIN:  # the common case, without the flattening's calls
+                out[is_key(prefix)] = value
+                continue
+            for sub_key, sub_value in field_items(prefix, value):
                 out[is_key(sub_key)] = is_value(sub_value)
         return out
 
