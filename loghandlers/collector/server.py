@@ -4,7 +4,6 @@ Framing (Content-Length, chunked bodies, size caps, keep-alive) is handled here 
 the per-service modules (listed in services.py) only ever see a complete, size-checked body.
 """
 
-import collections
 import logging
 import re
 import socket
@@ -17,15 +16,12 @@ from urllib.parse import urlsplit
 
 from .base import BodyTooLarge, ServiceReply, ServiceRequest, error_reply
 from .panoply import Panoply
+from .requestlog import REQUEST_LOG_BYTES, REQUEST_LOG_SIZE, HeaderDict, RequestLog
 from .services import SERVICES
 from .store import Store
 
 logger = logging.getLogger("loghandlers.collector")
 
-# The in-memory request log (``Collector.requests()``) forgets its oldest entries past either
-# bound; the newest request is always kept, so at most REQUEST_LOG_BYTES + one body.
-REQUEST_LOG_SIZE = 10000
-REQUEST_LOG_BYTES = 64 * 1024 * 1024
 # Decompressed bodies may be this many times max_body_bytes: logs compress well, bombs more.
 DECODED_BODY_FACTOR = 16
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
@@ -42,26 +38,6 @@ class _Abort(Exception):
         self.reply = reply
         self.close = close
         self.linger = linger
-
-
-class HeaderDict(dict):
-    """Request headers as sent (original case), with case-insensitive lookups like HTTP."""
-
-    def __init__(self, items: Any = ()) -> None:
-        super().__init__(items)
-        self._names = {k.lower(): k for k in self}
-
-    def _name(self, key: Any) -> Any:
-        return self._names.get(key.lower(), key) if isinstance(key, str) else key
-
-    def __getitem__(self, key: Any) -> Any:
-        return super().__getitem__(self._name(key))
-
-    def __contains__(self, key: Any) -> bool:
-        return super().__contains__(self._name(key))
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return super().get(self._name(key), default)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -112,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("collector: unexpected error on %s %s", self.command, self.path)
             reply = error_reply(500, f"internal error: {type(exc).__name__}")
         # Record before replying: a client that reads the reply may inspect requests() at once.
-        self.server.collector._record_request(
+        self.server.collector.request_log.add(
             {
                 "service": self._service,
                 "method": self.command,
@@ -352,13 +328,8 @@ class Collector:
         request_log_bytes: int = REQUEST_LOG_BYTES,
     ) -> None:
         self.max_body_bytes = int(max_body_bytes)
-        self.request_log_size = max(int(request_log_size), 1)
-        self.request_log_bytes = int(request_log_bytes)
+        self.request_log = RequestLog(request_log_size, request_log_bytes)
         self._store = Store(db)
-        # (entry, size) pairs, oldest first; server threads append under _requests_lock.
-        self._requests: collections.deque[Tuple[Dict[str, Any], int]] = collections.deque()
-        self._requests_bytes = 0
-        self._requests_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._foreground = False
         self._stopped = False
@@ -472,24 +443,7 @@ class Collector:
         Bounded by ``request_log_size`` entries and ``request_log_bytes`` (bodies, paths and
         headers); the oldest are forgotten first, the newest is always kept.
         """
-        with self._requests_lock:
-            entries = [entry for entry, _ in self._requests]
-        if service is not None:
-            entries = [e for e in entries if e["service"] == service]
-        return entries
+        return self.request_log.entries(service)
 
     def buckets(self) -> List[Dict[str, Any]]:
         return self._store.buckets()
-
-    def _record_request(self, entry: Dict[str, Any]) -> None:
-        size = len(entry["body"]) + len(entry["path"])
-        size += sum(len(k) + len(v) for k, v in entry["headers"].items())
-        with self._requests_lock:
-            self._requests.append((entry, size))
-            self._requests_bytes += size
-            while len(self._requests) > 1 and (
-                len(self._requests) > self.request_log_size
-                or self._requests_bytes > self.request_log_bytes
-            ):
-                _, dropped = self._requests.popleft()
-                self._requests_bytes -= dropped
