@@ -56,6 +56,12 @@ def hang(seconds: float = 30.0) -> Behaviour:
     return Behaviour("hang", seconds=seconds)
 
 
+def delayed(seconds: float = 1.0, code: int = 200, body: Any = b"") -> Behaviour:
+    """Take (and record) the request at once, but answer ``code`` only after ``seconds``:
+    a batch the server has while the client still waits."""
+    return Behaviour("delayed", code, body=body, seconds=seconds)
+
+
 def slow(seconds_per_byte: float = 0.5, body: bytes = b"ok") -> Behaviour:
     """Answer 200, sending the body one byte every ``seconds_per_byte``."""
     return Behaviour("slow", 200, body=body, seconds=seconds_per_byte)
@@ -256,7 +262,8 @@ class LoopbackServer:
         else:
             raw = handler.rfile.read(length) if length else b""
         accepted = (
-            behaviour.kind in ("answer", "slow", "reset_reply") and 200 <= behaviour.status < 300
+            behaviour.kind in ("answer", "slow", "reset_reply", "delayed")
+            and 200 <= behaviour.status < 300
         )
         self._record(handler, raw, "accepted" if accepted else behaviour.kind)
         getattr(self, f"_send_{behaviour.kind}")(handler, behaviour)
@@ -271,6 +278,10 @@ class LoopbackServer:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+    def _send_delayed(self, handler: BaseHTTPRequestHandler, behaviour: Behaviour) -> None:
+        if not self._stop.wait(behaviour.seconds):
+            self._send_answer(handler, behaviour)
 
     def _send_garbage(self, handler: BaseHTTPRequestHandler, behaviour: Behaviour) -> None:
         handler.wfile.write(behaviour.body)
