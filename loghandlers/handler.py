@@ -3,45 +3,87 @@
 ``emit`` runs on the application's thread, so it does only what cannot wait: interpolate
 the message, render the traceback, snapshot the record's attributes, append to a bounded
 deque (the oldest record falls out when full, and is counted), and wake the worker only
-when a whole batch is waiting. It never blocks on the network and never raises.
+when a whole batch is waiting. It takes no lock, never blocks on the network or on user
+code, and never raises.
 
-Process life (see :mod:`loghandlers.lifecycle`): an ``atexit`` hook drains every open
-handler within its ``close_timeout``; after ``os.fork()`` the child gets a fresh buffer,
-session, worker and source id, and none of the parent's records.
+A ``logging.Handler`` that *composes* the stdlib queue pair instead of inheriting it:
+``handler.queue_handler`` is a ``logging.handlers.QueueHandler`` whose queue is our buffer,
+whose ``prepare()`` is our snapshot and whose ``enqueue()`` is our bounded append;
+``handler.listener`` is the worker, a ``QueueListener`` subclass (as Python 3.12's
+``QueueHandler.listener``). Inheriting ``QueueHandler`` made Python 3.12.0-3.12.3's
+``dictConfig`` treat every handler as a queue to wire up ("No handlers specified for a
+QueueHandler"); composing keeps the contracts without that.
+
+Process life lives in :mod:`loghandlers.lifecycle`: the exit drain, SIGTERM, and
+``os.fork()`` children (a fresh buffer, session, worker and source id, and none of the
+parent's records). A child forked without Python's fork hooks (uWSGI, C extensions) is
+noticed by the next emit (one pid comparison) and treated the same way.
+
+Closing: ``close()`` drains within ``close_timeout`` and returns. Called while the caller
+holds this handler's lock (``logging.shutdown()``, ``dictConfig`` and ``fileConfig`` do, the
+latter two while also holding logging's module lock that our worker's HTTP stack may need
+to log), it does not wait for the worker: the worker drains on its own by the same deadline
+and the exit hook waits for it. Records logged to a closed handler go to the worker while
+it still drains, then to the open handler that replaced it (same service and identity),
+else to the spool, else they are counted (``dropped``) and reported.
+
+Threading: callers write ``_emitted`` (lock-free, before appending) and append to
+``_buffer``; the worker alone takes from it (through the ledger). ``_closed``,
+``_fast_pid`` and ``_close_deadline`` are written by the closing thread; ``_intake_open``
+under ``_late_lock`` by the worker (once, at the end of its drain) and read under it by late
+callers; ``_lock_owner``/``_lock_depth`` only by the thread holding this handler's lock.
+Starting the worker and noticing a fork happen under the module's ``_START_LOCK``.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
-import sys
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from urllib.parse import urlsplit, urlunsplit
 
 from . import lifecycle
 from . import options as opts
 from .exporter import Exporter, ExportResult
-from .records import base_fields, capture, created_of, default_source_id, minimal_fields
-from .spool import Spool
+from .ledger import Ledger
+from .records import (
+    base_fields,
+    capture,
+    created_of,
+    default_source_id,
+    freeze,
+    minimal_fields,
+)
+from .spool import Keeper, Spool
 from .status import Reporter, Stats
 from .transport import RetryPolicy, Transport
 from .worker import WORKER_IDENTS, BatchWorker
 
 _get_ident = threading.get_ident
+_getpid = os.getpid
+#: seconds close() waits past its deadline for the worker to keep what is left on disk
+CLOSE_GRACE = 1.5
+_START_LOCK = threading.RLock()
+#: the newest handler of each (service, identity): where a closed one sends late records
+_NEWEST: dict = {}
 
 
-class BatchingHandler(logging.handlers.QueueHandler):
+class BatchingHandler(logging.Handler):
     """Base of every service handler; a subclass names its ``service_class``.
 
     Options are keyword arguments (see :mod:`loghandlers.options`); each also reads
     ``LOGHANDLERS_<SERVICE>_<OPTION>`` and ``LOGHANDLERS_<OPTION>`` from the environment.
-    The first positional argument is ignored unless it is a URL string: Python 3.12+'s
-    ``dictConfig`` passes a ``queue.Queue`` there, and this handler keeps its own buffer.
+    The first positional argument is ignored unless it is a URL string (a ``queue``
+    passed there by older configuration code means nothing: we keep our own buffer).
     """
 
     service_class: type = None  # type: ignore[assignment]
+    #: logging.shutdown() (3.12+) then calls only close(), which keeps to close_timeout
+    flushOnClose = False
 
     def __init__(self, queue=None, *, level=logging.NOTSET, **options):
         if self.service_class is None:
@@ -55,34 +97,43 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self.settings = opts.resolve(service_class.env, specs, options, service_class.defaults)
         self.service = service_class(self.settings)
         self.service.validate()
-        super().__init__(None)
-        self.setLevel(level)
-        self.queue = None  # records live in self._buffer; see the class docstring
+        super().__init__(level)
         self._closed = False
         self._finished = False
         self._close_deadline: float | None = None
-        self._started = False
+        self._lock_owner: int | None = None
+        self._lock_depth = 0
+        self._late_lock = threading.Lock()
+        self._late_reported = False
         self._default_source = self.settings.source_id is None
         self.source_id = self.settings.source_id or default_source_id()
         self._static_fields = self.settings.static_fields or None
         self._callbacks: list = []
+        self._identity = (self.service.name, self.service.identity())
+        self.queue_handler = RecordQueueHandler(self)
         self._build()
         lifecycle.register(self)
+        _NEWEST[self._identity] = weakref.ref(self)
         if self.settings.handle_sigterm:
             lifecycle.drain_on_sigterm()
-        self._start_worker()
+        self._ready_to_accept()
 
     # ----------------------------------------------------------------- wiring
     def _build(self) -> None:
         """Everything that a forked child must have anew."""
         s = self.settings
+        self._pid = _getpid()
+        self._fast_pid = -1  # emit's fast path is open once the worker runs
+        self._started = False
+        self._intake_open = True
         self._buffer: deque = deque(maxlen=s.max_queue_size)
+        self.queue_handler.queue = self._buffer
         self._wake = threading.Event()
         # wake the worker before the buffer can overflow, even if a batch could hold it all
         self._wake_at = max(1, min(s.batch_size, s.max_queue_size // 4))
         self._emitted = 0
         self._suppressed = 0
-        self._after_close = 0
+        self._ledger = Ledger()
         self._stats = Stats()
         self._reporter = Reporter(self._label(), self._stats, self.service.secrets)
         for event, callback in self._callbacks:
@@ -93,20 +144,24 @@ class BatchingHandler(logging.handlers.QueueHandler):
             spool = Spool(
                 s.spool_dir, self.service.name, self.service.identity(), s.spool_max_bytes
             )
-        self._spool = spool
         policy = RetryPolicy(retries=s.retries, backoff=s.backoff, max_backoff=s.max_backoff)
         self._exporter = Exporter(
-            self.service,
-            self._transport,
-            policy,
-            spool,
-            s.spool_mode == "always",
-            self._stats,
-            self._reporter,
-            threading.Event(),
+            self.service, self._transport, policy, self._stats, self._reporter, s.max_batch_bytes
         )
-        self._worker = BatchWorker(self._buffer, self._wake, self._exporter, self._convert, s)
-        self._worker.emitted = lambda: self._emitted
+        self._keeper = Keeper(
+            spool, s.spool_mode == "always", self._exporter, self._ledger, self._stats,
+            self._reporter,
+        )  # fmt: skip
+        self.listener = BatchWorker(
+            self._buffer,
+            self._wake,
+            self._ledger,
+            self._convert_batch,
+            self._keeper,
+            self._emitted_so_far,
+            self._close_intake,
+            s,
+        )
 
     def _label(self) -> str:
         parts = urlsplit(self.service.endpoint() or "")
@@ -116,53 +171,107 @@ class BatchingHandler(logging.handlers.QueueHandler):
         shown = urlunsplit((parts.scheme, host, parts.path, "", "")) if parts.scheme else ""
         return f"{type(self).__name__}({shown})"
 
-    def _start_worker(self) -> None:
-        self._started = True
-        self._worker.start()
+    def _emitted_so_far(self) -> int:
+        return self._emitted
+
+    def _ready_to_accept(self) -> bool:
+        """The slow path of every append: notice a fork made behind Python's back, start
+        the worker, open the fast path. False once closed."""
+        with _START_LOCK:
+            pid = _getpid()
+            if self._pid != pid:
+                self._forked_without_hooks()
+            if self._closed:
+                return False
+            if not self._started:
+                self._started = True
+                self.listener.start()
+            self._fast_pid = pid
+            return True
+
+    def _forked_without_hooks(self) -> None:
+        """uWSGI (without ``--py-call-osafterfork``) and C extensions fork without running
+        ``os.register_at_fork`` hooks: do here what the hook would have done."""
+        lifecycle.after_fork_in_child()
+        if self._pid != _getpid():  # not registered (closed): this one alone
+            self.after_fork_in_child()
+
+    # ----------------------------------------------------------------- conversion
+    def _convert_batch(self, items: list) -> list:
+        """Snapshots (and ready-made events) -> JSON-only events; on the worker thread,
+        outside every lock. One bad record costs at most itself."""
+        formatter = self.formatter
+        service = self.service
+        source_id = self.source_id
+        static = self._static_fields
+        out = []
+        placeholders = 0
+        for item in items:
+            if type(item) is ReadyEvent:
+                event = item.event
+            else:
+                try:
+                    fields = base_fields(item, formatter)
+                except Exception as exc:  # a user formatter that raised: keep the record
+                    self._reporter.error("formatter", f"{type(exc).__name__}: {exc}")
+                    fields = minimal_fields(item, exc)
+                if static:
+                    fields = {**static, **fields}
+                try:
+                    event = service.event(fields, created_of(item), source_id)
+                except Exception as exc:  # the service's mapping failed: ship what we can
+                    self._reporter.error("convert", f"{type(exc).__name__}: {exc}")
+                    event = minimal_fields(item, exc)
+            event, bad = freeze(event)
+            placeholders += bad
+            out.append(event)
+        if placeholders:
+            self._stats.add(placeholders=placeholders)
+        return out
 
     def _convert(self, snapshot) -> dict:
-        if type(snapshot) is ReadyEvent:
-            return snapshot.event
-        try:
-            fields = base_fields(snapshot, self.formatter)
-        except Exception as exc:  # a user formatter that raised: keep the record anyway
-            self._reporter.error("formatter", f"{type(exc).__name__}: {exc}")
-            fields = minimal_fields(snapshot, exc)
-        if self._static_fields:
-            fields = {**self._static_fields, **fields}
-        return self.service.event(fields, created_of(snapshot), self.source_id)
+        """One snapshot's event (for measuring the worker's stages)."""
+        return self._convert_batch([snapshot])[0]
 
     # ----------------------------------------------------------------- caller side
     def handle(self, record: logging.LogRecord):
+        """Filter and emit, without the handler lock: ``emit`` is thread-safe on its own,
+        and a caller must never wait for a ``close()`` in progress."""
         if _get_ident() in WORKER_IDENTS:  # our own HTTP stack talking: never ship it
             self._suppressed += 1
             return False
-        return super().handle(record)
-
-    def prepare(self, record: logging.LogRecord):
-        """The snapshot that goes into the buffer (cheaper than QueueHandler.prepare)."""
-        return capture(record, self.formatter)
+        passed = self.filter(record)
+        if isinstance(passed, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            record = passed
+        if passed:
+            self.emit(record)
+        return passed
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._closed:
-            self._after_close += 1
-            return
         try:
             snapshot = capture(record, self.formatter)
         except Exception:
             self.handleError(record)
             return
-        self.enqueue(snapshot)
-
-    def enqueue(self, snapshot) -> None:
-        """Append to the bounded buffer (its oldest entry falls out when full)."""
+        if self._fast_pid != _getpid() and not self._ready_to_accept():
+            self._late([snapshot])
+            return
         self._emitted += 1
         buffer = self._buffer
         buffer.append(snapshot)
         if len(buffer) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
-        if not self._started:
-            self._start_worker()
+
+    def _accept(self, item) -> None:
+        """Append a snapshot or a ready-made event (emit's path, for the other ways in)."""
+        if self._fast_pid != _getpid() and not self._ready_to_accept():
+            self._late([item])
+            return
+        self._emitted += 1
+        buffer = self._buffer
+        buffer.append(item)
+        if len(buffer) >= self._wake_at and not self._wake.is_set():
+            self._wake.set()
 
     # ----------------------------------------------------------------- without a record
     def submit(self, event: dict) -> None:
@@ -172,10 +281,7 @@ class BatchingHandler(logging.handlers.QueueHandler):
         ``emitted``. Never blocks, never raises.
         """
         try:
-            if self._closed:
-                self._after_close += 1
-                return
-            self.enqueue(ReadyEvent(event))
+            self._accept(ReadyEvent(event))
         except Exception:
             pass
 
@@ -189,63 +295,142 @@ class BatchingHandler(logging.handlers.QueueHandler):
         events = list(events)
         if not events:
             return ExportResult("delivered")
-        if self._closed:
-            self._after_close += len(events)
-            return ExportResult("failed", reasons=("handler is closed",))
         if timeout is None:
             timeout = self.settings.timeout * (self.settings.retries + 1)
-        if not self._started:
-            self._start_worker()
-        self._emitted += len(events)
-        job = self._worker.export_job(events)
-        if _get_ident() in WORKER_IDENTS or not job.done.wait(timeout):
+        if not self._ready_to_accept() or not self._ledger.adopt(len(events)):
+            self._late([ReadyEvent(event) for event in events])
             return ExportResult("pending")
-        return job.result or ExportResult("failed")
+        job = self.listener.export_job([ReadyEvent(event) for event in events])
+        if _get_ident() in WORKER_IDENTS or not job.done.wait(max(0.0, timeout)):
+            return ExportResult("pending")
+        return job.result or ExportResult("pending")
+
+    # ----------------------------------------------------------------- after close()
+    def _close_intake(self) -> None:
+        """The worker's drain is over: late records take the late path from now on."""
+        with self._late_lock:
+            self._intake_open = False
+
+    def _late(self, items: list) -> None:
+        """Records (or events) given to this handler after ``close()``."""
+        with self._late_lock:
+            if self._intake_open:  # the worker still drains: it takes these too
+                self._emitted += len(items)
+                self._buffer.extend(items)
+                self._wake.set()
+                return
+        newer = _NEWEST.get(self._identity)
+        successor = newer() if newer is not None else None
+        if successor is not None and successor is not self and not successor._closed:
+            for item in items:
+                successor._accept(item)
+            return
+        self._keep_late(items)
+
+    def _keep_late(self, items: list) -> None:
+        """No worker and no successor: spool them here, or count them."""
+        if not self._late_reported:
+            self._late_reported = True
+            self._reporter.error(
+                "after_close",
+                "records logged after close() with no open handler of the same endpoint: "
+                "kept in the spool when there is one, else counted as dropped",
+                len(items),
+            )
+        if self._keeper.spool is None or not self._ledger.adopt(len(items)):
+            self._ledger.drop_late(len(items))
+            return
+        events = self._convert_batch(items)  # user code: outside any lock
+        with self._late_lock:
+            self._keeper.keep(events)
+
+    # ----------------------------------------------------------------- the handler lock
+    def acquire(self) -> None:
+        """Take the handler lock, remembering who holds it: a ``flush()``/``close()`` called
+        under it (by ``logging.shutdown()`` or ``dictConfig``) must not wait for the worker."""
+        super().acquire()
+        self._lock_depth += 1
+        self._lock_owner = _get_ident()
+
+    def release(self) -> None:
+        self._lock_depth -= 1
+        if self._lock_depth <= 0:
+            self._lock_depth = 0
+            self._lock_owner = None
+        super().release()
+
+    def _under_own_lock(self) -> bool:
+        return self._lock_owner == _get_ident()
 
     # ----------------------------------------------------------------- public
-    #: logging.shutdown() (3.12+) then calls only close(), which keeps to close_timeout
-    flushOnClose = False
-
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything emitted before this call is delivered or spooled.
 
         Returns False if ``timeout`` ran out first (or if called from the worker itself).
-        Called by ``logging.shutdown()`` (Python < 3.12 flushes before closing), it waits
-        at most ``close_timeout``, as close() does.
+        While the interpreter exits (an ``atexit`` hook, Python < 3.12's
+        ``logging.shutdown()``) it waits at most ``close_timeout``, as close() does; called
+        under the handler's lock (``logging.shutdown()``, ``dictConfig``) it does not wait:
+        the ``close()`` that follows drains.
         """
-        if timeout is None and _called_by_logging_shutdown():
-            timeout = self.settings.close_timeout
+        if self._under_own_lock():
+            self._wake.set()
+            return not self._buffer and self._ledger.idle()
+        if timeout is None and not threading.main_thread().is_alive():
+            timeout = self.settings.close_timeout  # the interpreter is exiting
         if self._closed or not self._started or _get_ident() in WORKER_IDENTS:
-            return not self._buffer
-        if not self._worker.is_alive():
+            return not self._buffer and self._ledger.idle()
+        if not self.listener.is_alive():
             return False
-        return self._worker.request_flush(self._emitted).wait(timeout)
+        return self.listener.request_flush(self._emitted).wait(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Drain within ``close_timeout`` (or ``timeout``); spool what is left, then stop."""
         self.begin_close(timeout)
+        if self._under_own_lock():
+            # logging.shutdown()/dictConfig/fileConfig: the worker finishes by the deadline
+            # on its own and the exit hook waits for it (see the module docstring)
+            logging.Handler.close(self)
+            return
         self.finish_close()
 
     def begin_close(self, timeout: float | None = None) -> None:
         """Start draining (non-blocking); every wait and retry ends by the deadline."""
         if self._closed:
-            return  # a drain is under way or done: a second close waits for it, below
-        self._closed = True
+            return  # a drain is under way or done: a second close waits for it
         limit = self.settings.close_timeout if timeout is None else timeout
-        self._close_deadline = time.monotonic() + limit
-        self._worker.begin_stop(self._close_deadline)
+        deadline = time.monotonic() + limit
+        self._close_deadline = deadline
+        self._closed = True
+        self._fast_pid = -1
+        self._exporter.deadline = deadline
+        self._exporter.wakeup.set()
+        self._transport.cut_off(deadline)
+        if self._started:
+            self.listener.begin_stop(deadline)
+        else:
+            self._close_intake()
 
     def finish_close(self) -> None:
-        """Wait for the drain until its deadline. Safe to re-enter (a SIGTERM arriving
-        during the atexit drain waits for that drain instead of cutting it short)."""
+        """Wait for the drain until its deadline (plus a moment to keep the rest on disk).
+        A worker still busy then is stuck in user code: what it holds is counted as
+        failed and reported. Safe to re-enter (a SIGTERM during the exit drain)."""
         deadline = self._close_deadline
         if deadline is not None and self._started:
-            self._worker.finish_stop(deadline)
+            left = deadline + CLOSE_GRACE - time.monotonic()
+            if not self.listener.join(left):
+                lost = self._ledger.give_up(self._buffer)
+                if lost:
+                    self._reporter.error(
+                        "close_timeout",
+                        f"close() ran out of time while the worker was stuck (user code "
+                        f"in conversion?): {lost} records counted as failed",
+                        lost,
+                    )
         if not self._finished:
             self._finished = True
             self._transport.close()
             lifecycle.unregister(self)
-            super().close()
+            logging.Handler.close(self)
 
     def on(self, event: str, callback) -> None:
         """Call ``callback(info: dict)`` on "send" (before a request), "flush" (after one
@@ -253,18 +438,31 @@ class BatchingHandler(logging.handlers.QueueHandler):
         self._reporter.on(event, callback)
         self._callbacks.append((event, callback))
 
+    def held(self) -> bool:
+        """Is delivery on hold (the endpoint failed for good a moment ago)?"""
+        return self._exporter.held()
+
+    def resume(self) -> None:
+        """End a hold now: the next batch (and the spool's replay) is tried at once."""
+        self._exporter.resume()
+        self._wake.set()
+
+    @property
+    def spool_dir(self) -> str | None:
+        """This handler's own spool directory, or None without a usable spool."""
+        spool = self._keeper.spool
+        return spool.directory if spool is not None else None
+
     def stats(self) -> dict:
-        """Counters since start (or since fork, in a child)."""
+        """Counters since start (or since fork, in a child); the ledger's columns are read
+        at one instant, so they always add up to ``emitted``."""
         out = self._stats.snapshot()
-        worker = self._worker
-        queued = len(self._buffer)
-        out["emitted"] = self._emitted
-        out["queued"] = queued
-        out["in_flight"] = max(0, worker.taken - worker.settled)
-        out["dropped"] = max(0, self._emitted - worker.taken - queued) + self._after_close
+        out.setdefault("placeholders", 0)
+        out.update(self._ledger.snapshot(self._buffer, self._emitted_so_far))
         out["suppressed"] = self._suppressed
-        if self._spool is not None:
-            out["spool"] = self._spool.summary()
+        spool = self._keeper.spool
+        if spool is not None:
+            out["spool"] = spool.summary()
         return out
 
     def __repr__(self) -> str:
@@ -277,18 +475,50 @@ class BatchingHandler(logging.handlers.QueueHandler):
         if self._default_source:
             self.source_id = default_source_id()
         if not self._closed:
-            self._build()
-            self._started = False  # the parent's worker thread does not exist here
+            self._build()  # the parent's worker thread does not exist here
             lifecycle.register(self)
+        else:
+            self._pid = _getpid()
 
 
-def _called_by_logging_shutdown() -> bool:
-    frame = sys._getframe(2)
-    return frame is not None and frame.f_code is logging.shutdown.__code__
+class RecordQueueHandler(logging.handlers.QueueHandler):
+    """The stdlib ``QueueHandler`` face of a :class:`BatchingHandler`: its ``queue`` is the
+    handler's buffer, ``prepare()`` the handler's cheap snapshot (not the stdlib's format
+    and copy), ``enqueue()`` the handler's bounded append (a ``LogRecord`` is snapshotted
+    first), and ``listener`` the handler's worker."""
+
+    def __init__(self, owner: BatchingHandler):
+        super().__init__(deque())
+        self._owner = weakref.ref(owner)
+
+    @property  # type: ignore[override]
+    def listener(self):
+        owner = self._owner()
+        return owner.listener if owner is not None else None
+
+    @listener.setter
+    def listener(self, value) -> None:
+        pass  # the owner's worker is the listener; Python 3.12's __init__ sets None here
+
+    def prepare(self, record: logging.LogRecord):
+        owner = self._owner()
+        return capture(record, owner.formatter if owner is not None else None)
+
+    def enqueue(self, record) -> None:
+        owner = self._owner()
+        if owner is None:
+            return
+        if isinstance(record, logging.LogRecord):
+            record = capture(record, owner.formatter)
+        owner._accept(record)
+
+    def close(self) -> None:
+        """Closing this face never stops the owner's worker (the owner's close() does)."""
+        logging.Handler.close(self)
 
 
 class ReadyEvent:
-    """A buffered event that needs no conversion (``submit``)."""
+    """A buffered event that needs no conversion (``submit``, ``export_now``)."""
 
     __slots__ = ("event",)
 

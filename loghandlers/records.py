@@ -128,6 +128,8 @@ def unformattable_message(record: logging.LogRecord, exc: BaseException) -> str:
 def safe_repr(value: Any, limit: int = 1000) -> str:
     try:
         text = repr(value)
+        if type(text) is not str:
+            raise TypeError("__repr__ returned a non-string")
     except Exception:
         return _PLACEHOLDER.format(type(value).__qualname__)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -235,6 +237,75 @@ def _fields_from_json_formatter(snapshot: dict, formatter) -> dict:
     return fields
 
 
+# --------------------------------------------------------------------------- freezing
+
+#: the types JSON has: a value of exactly one of these needs no conversion
+_NATIVE = frozenset({str, int, float, bool, type(None)})
+
+
+def freeze(event: Any) -> tuple[dict, int]:
+    """``event`` made of JSON's own types only, and how many values became placeholders.
+
+    Runs on the worker, outside every lock, right after a record is mapped to its event:
+    whatever user code hides behind an ``extra=`` value (``__repr__``, ``__str__``,
+    ``__format__``, a ``__class__`` that raises as Django's ``SimpleLazyObject`` does) runs
+    here, once, so that encoding, retrying and spooling never run it. A value that fails
+    becomes ``"<unrepresentable T>"`` and costs nothing else: one poisoned record never
+    costs its neighbours. Type tests use ``type()``, never ``isinstance`` (which asks the
+    object's ``__class__``).
+    """
+    if type(event) is dict:
+        for key, value in event.items():
+            if type(value) not in _NATIVE or type(key) is not str:
+                break
+        else:
+            return event, 0  # the common case: nothing to do
+    bad = [0]
+    frozen = _frozen(event, bad, 0, frozenset())
+    if type(frozen) is not dict:  # submit() was given something else than a dict
+        frozen = {"message": frozen if type(frozen) is str else dumps(frozen)}
+    return frozen, bad[0]
+
+
+def _frozen(value: Any, bad: list, depth: int, seen: frozenset) -> Any:
+    kind = type(value)
+    if kind in _NATIVE:
+        return value
+    try:
+        if issubclass(kind, enum.Enum):
+            return _frozen(value.value, bad, depth + 1, seen)
+        if issubclass(kind, (str, int, float)):  # a subclass: the C encoder reads its value
+            return value
+        if depth >= _MAX_DEPTH:
+            return "<too deep>"
+        if id(value) in seen:
+            return "<cycle>"
+        inner = seen | {id(value)}
+        if issubclass(kind, dict):
+            out = {}
+            for key, item in list(value.items()):
+                name = key if type(key) is str else _frozen_key(key, bad)
+                out[name] = _frozen(item, bad, depth + 1, inner)
+            return out
+        if issubclass(kind, (list, tuple)):
+            return [_frozen(item, bad, depth + 1, inner) for item in list(value)]
+        replaced = json_default(value)
+        if replaced is value:
+            raise TypeError("no JSON form")
+        return _frozen(replaced, bad, depth + 1, inner)
+    except Exception:
+        bad[0] += 1
+        return _PLACEHOLDER.format(kind.__qualname__)
+
+
+def _frozen_key(key: Any, bad: list) -> str:
+    try:
+        return _key(key)
+    except Exception:
+        bad[0] += 1
+        return _PLACEHOLDER.format(type(key).__qualname__)
+
+
 # --------------------------------------------------------------------------- JSON text
 
 
@@ -293,7 +364,15 @@ def _mend_surrogates(text: str) -> str:
 
 
 def sanitize(value: Any, _depth: int = 0, _seen: frozenset = frozenset()) -> Any:
-    """A copy of ``value`` made of strict-JSON types only (the slow path of :func:`dumps`)."""
+    """A copy of ``value`` made of strict-JSON types only (the slow path of :func:`dumps`);
+    a part that raises becomes a placeholder, alone."""
+    try:
+        return _sanitize(value, _depth, _seen)
+    except Exception:
+        return _PLACEHOLDER.format(type(value).__qualname__)
+
+
+def _sanitize(value: Any, _depth: int, _seen: frozenset) -> Any:
     if value is None or isinstance(value, (bool, int)):
         return value if not isinstance(value, enum.Enum) else sanitize(value.value, _depth + 1)
     if isinstance(value, float):

@@ -212,6 +212,9 @@ class Transport:
         self.compression_level = compression_level
         self.verify = verify
         self.session = self._new_session()
+        #: a moment (time.monotonic()) no request may outlast: set by close()
+        self.cutoff: float | None = None
+        self._in_flight: RequestDeadline | None = None
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -248,6 +251,8 @@ class Transport:
         """
         seconds = self.timeout if timeout is None else timeout
         ends = time.monotonic() + seconds
+        if self.cutoff is not None:  # a close() deadline: no request outlasts it
+            ends = min(ends, max(self.cutoff, time.monotonic() + 0.05))
         url = request.url
         for _ in range(MAX_REDIRECTS + 1):
             reply = self._send_once(request.method, url, body, headers, ends, seconds)
@@ -267,6 +272,7 @@ class Transport:
         deadline = RequestDeadline(ends)
         _WATCHDOG.add(deadline)
         _current.deadline = deadline
+        self._in_flight = deadline
         response = None
         try:
             try:
@@ -298,10 +304,20 @@ class Transport:
         finally:
             deadline.finish()
             _current.deadline = None
+            self._in_flight = None
             if response is not None:
                 response.close()  # back to the pool if fully read, closed otherwise
         content = b"".join(chunks)[:MAX_RESPONSE_BYTES]
         return Reply(response.status_code, response.headers, content)
+
+    def cut_off(self, at: float) -> None:
+        """No request may last past ``at`` (a close() deadline), the one in flight
+        included: the watchdog ends it then (called from any thread)."""
+        self.cutoff = at
+        deadline = self._in_flight
+        if deadline is not None and at < deadline.at:
+            deadline.at = at
+            _WATCHDOG.add(deadline)
 
     def close(self) -> None:
         try:

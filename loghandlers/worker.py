@@ -1,26 +1,37 @@
-"""The worker thread: take records from the buffer, convert them a batch at a time, export.
+"""The worker thread: the buffer and its triggers, nothing else.
 
-A ``QueueListener`` subclass whose queue is the handler's bounded deque. It ships a batch
+A ``QueueListener`` subclass (exposed as ``handler.listener``, as Python 3.12's
+``QueueHandler.listener`` is) whose queue is the handler's bounded deque. It takes a batch
 when ``batch_size`` records are waiting (the caller wakes it only then), when
 ``flush_interval`` has passed and at least ``min_batch_size`` are waiting, when someone
-calls ``flush()``, and at close. A deep buffer is drained in full-size batches back to
-back, so per-request costs (and GIL hand-offs around the socket) stay rare under load.
+calls ``flush()`` or ``export_now()``, and at close. Each batch is converted by the
+handler's ``convert`` (user code: formatters, templates, ``repr()`` of extras) and handed to
+the spool policy's ``ship`` (:class:`loghandlers.spool.Keeper`), which returns its
+:class:`~loghandlers.exporter.ExportResult`. A deep buffer is drained in full-size batches
+back to back, so per-request costs stay rare under load.
+
+At close the worker drains until the deadline, then keeps (spools) the rest without trying,
+closes the handler's intake (``close_intake``: later records go to the handler's late
+path), drains what slipped in, and ends.
+
+Threading: only this thread takes from the buffer (through the ledger, under its lock) and
+calls ``convert`` and ``ship``, never under any lock, so user code that blocks costs
+only this thread. ``wake`` and ``stopping`` are Events anyone may set. ``jobs`` (a deque)
+gets ``export_now`` batches from callers; ``_flush_requests`` is guarded by
+``_requests_lock``. ``deadline`` is written once by the closing thread.
 """
 
 from __future__ import annotations
 
 import logging.handlers
-import math
 import threading
 import time
 from collections import deque
 from typing import Callable
 
-from .exporter import Exporter, ExportResult
-from .records import dumps, minimal_fields
+from .exporter import ExportResult
+from .ledger import Ledger
 
-#: seconds between looks at a spool that another sender is replaying
-SPOOL_POLL = 0.25
 #: thread idents of every worker in this process: records they log are never shipped
 WORKER_IDENTS: set = set()
 
@@ -34,70 +45,39 @@ class ExportJob:
         self.result: ExportResult | None = None
 
 
-def combine(results: list) -> ExportResult:
-    """One result for a batch that went out as several requests."""
-    delivered = sum(r.delivered for r in results)
-    rejected = sum(r.rejected for r in results)
-    outcomes = {r.outcome for r in results}
-    for worst in ("spooled", "failed"):
-        if worst in outcomes:
-            outcome = worst
-            break
-    else:
-        if rejected and delivered:
-            outcome = "partial"
-        elif rejected:
-            outcome = "rejected"
-        else:
-            outcome = "delivered"
-    last = results[-1] if results else ExportResult("delivered")
-    reasons = tuple(reason for r in results for reason in r.reasons)
-    return ExportResult(outcome, delivered, rejected, reasons, last.status, last.reply_json)
-
-
 class BatchWorker(logging.handlers.QueueListener):
     """One thread per handler; see the module docstring."""
 
     def __init__(
-        self, buffer, wake: threading.Event, exporter: Exporter, convert: Callable, config
+        self,
+        buffer: deque,
+        wake: threading.Event,
+        ledger: Ledger,
+        convert: Callable[[list], list],
+        keeper,
+        emitted: Callable[[], int],
+        close_intake: Callable[[], None],
+        config,
     ):
         super().__init__(buffer)
         self.buffer = buffer
         self.wake = wake
-        self.exporter = exporter
+        self.ledger = ledger
         self.convert = convert
+        self.keeper = keeper
+        self.emitted = emitted
+        self.close_intake = close_intake
         self.batch_size = config.batch_size
         self.min_batch_size = config.min_batch_size
         self.flush_interval = config.flush_interval
-        self.max_batch_bytes = config.max_batch_bytes
         self.wake_at = max(1, min(config.batch_size, config.max_queue_size // 4))
         self.stopping = threading.Event()
-        self.taken = 0  # records popped from the buffer (read by the handler for stats)
-        self.settled = 0  # popped records whose fate is decided
+        self.deadline: float | None = None
+        self.jobs: deque = deque()
         self._flush_requests: list = []
         self._requests_lock = threading.Lock()
-        self._handoff = threading.RLock()  # guards the batch in flight against close()
-        self._inflight: list | None = None
-        self._inflight_copy: str | None = None
-        self.abandoned = False
-        self._thread = None
-        self.jobs: deque = deque()
-
-    def export_job(self, events: list) -> ExportJob:
-        """Ship ``events`` as their own batch, before the next buffered one."""
-        job = ExportJob(events)
-        self.taken += len(events)
-        self.jobs.append(job)
-        self.wake.set()
-        return job
-
-    def _run_jobs(self) -> None:
-        while self.jobs:
-            job = self.jobs.popleft()
-            try:
-                job.result = self._ship_events(job.events, len(job.events))
-            finally:
-                job.done.set()
+        self._thread: threading.Thread | None = None
+        self._next_timed = 0.0
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -109,16 +89,30 @@ class BatchWorker(logging.handlers.QueueListener):
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _monitor(self) -> None:
-        WORKER_IDENTS.add(threading.get_ident())
-        try:
-            self._run()
-        except BaseException as exc:  # the worker must never die silently
-            self.exporter.reporter.error("worker", f"worker stopped: {type(exc).__name__}: {exc}")
-            raise
-        finally:
-            WORKER_IDENTS.discard(threading.get_ident())
-            self._answer_flushes(force=True)
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; True if it did (or never started)."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return not self.is_alive() or thread is threading.current_thread()
+        thread.join(max(0.0, timeout))
+        return not thread.is_alive()
+
+    def begin_stop(self, deadline: float) -> None:
+        """Start draining; every wait and request from now on ends by ``deadline``."""
+        self.deadline = deadline
+        self.stopping.set()
+        self.wake.set()
+
+    def stop(self) -> None:  # QueueListener's name for it: stop now, keep the rest
+        self.begin_stop(time.monotonic())
+        self.join(5.0)
+
+    def export_job(self, events: list) -> ExportJob:
+        """Ship ``events`` as their own batch, before the next buffered one."""
+        job = ExportJob(events)
+        self.jobs.append(job)
+        self.wake.set()
+        return job
 
     def request_flush(self, target: int) -> threading.Event:
         done = threading.Event()
@@ -127,54 +121,36 @@ class BatchWorker(logging.handlers.QueueListener):
         self.wake.set()
         return done
 
-    def begin_stop(self, deadline: float) -> None:
-        """Start draining; every wait and retry from now on ends by ``deadline``."""
-        self.exporter.deadline = deadline
-        self.exporter.wakeup.set()
-        self.stopping.set()
-        self.wake.set()
-
-    def finish_stop(self, deadline: float) -> bool:
-        """Wait for the drain; at ``deadline`` spool whatever is left from this thread."""
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self.is_alive():
-            self._abandon()
-            return False
-        return True
-
-    def stop(self) -> None:  # QueueListener's name for it
-        deadline = time.monotonic()
-        self.begin_stop(deadline)
-        self.finish_stop(deadline)
-
     # ----------------------------------------------------------------- loop
-    def _run(self) -> None:
-        if self.exporter.spool_pending:
-            self.exporter.replay()
-        self._next_timed = time.monotonic() + self.flush_interval
-        while not self._step():
-            pass
+    def _monitor(self) -> None:
+        WORKER_IDENTS.add(threading.get_ident())
+        try:
+            self.keeper.start()
+            self._next_timed = time.monotonic() + self.flush_interval
+            while not self._step():
+                pass
+        except BaseException as exc:  # the worker must never die silently
+            self.keeper.reporter.error("worker", f"worker stopped: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            WORKER_IDENTS.discard(threading.get_ident())
+            self._answer_flushes(force=True)
+            self._answer_jobs()
 
     def _step(self) -> bool:
         """One wake-up's work; True when the worker is done. A bug here is reported, and
         the loop goes on: a dead worker would silently drop everything after it."""
         try:
-            if (
-                not self.stopping.is_set()
-                and len(self.buffer) < self.wake_at
-                and not self._flush_requests
-                and not self.jobs
-            ):
+            if not self._due():
                 until = self._next_timed
-                if self.exporter.spool_pending and not self.exporter._held():
-                    until = min(until, time.monotonic() + SPOOL_POLL)  # others' claims end soon
+                poll = self.keeper.poll_after()
+                if poll is not None:
+                    until = min(until, time.monotonic() + poll)
                 self.wake.wait(max(0.0, until - time.monotonic()))
             self.wake.clear()
-            if self.jobs:
-                self._run_jobs()
+            self._run_jobs()
             if self.stopping.is_set():
-                self._drain(until=None)
+                self._drain_for_close()
                 return True
             timed = time.monotonic() >= self._next_timed
             if self._flush_requests:
@@ -183,41 +159,57 @@ class BatchWorker(logging.handlers.QueueListener):
                 self._drain(until=target)
             elif len(self.buffer) >= self.wake_at:
                 while len(self.buffer) >= self.wake_at and not self._interrupted():
-                    self._ship()
+                    self._ship_one()
             elif timed and len(self.buffer) >= self.min_batch_size:
                 self._drain(until=None)
             if timed:
                 self._next_timed = time.monotonic() + self.flush_interval
-            if self.exporter.spool_pending and not self.exporter._held():
-                self.exporter.replay()
+            if self.keeper.replay_due():
+                self.keeper.replay()
         except Exception as exc:
-            self.exporter.reporter.error("worker", f"{type(exc).__name__}: {exc}")
+            self.keeper.reporter.error("worker", f"{type(exc).__name__}: {exc}")
             self.stopping.wait(0.1)  # don't spin on a persistent fault
         return False
+
+    def _due(self) -> bool:
+        return (
+            self.stopping.is_set()
+            or len(self.buffer) >= self.wake_at
+            or bool(self._flush_requests)
+            or bool(self.jobs)
+        )
 
     def _interrupted(self) -> bool:
         return self.stopping.is_set() or bool(self._flush_requests) or bool(self.jobs)
 
     def _drain(self, until: int | None) -> None:
         """Ship until the buffer is empty, or until every record up to ``until`` has left it."""
-        while self.buffer and not self.abandoned:
+        while self.buffer:
             if until is not None and self._left_buffer() >= until:
                 break
-            self._ship()
+            if not self._ship_one():
+                break
         self._answer_flushes()
+
+    def _drain_for_close(self) -> None:
+        """Everything, by the deadline; past it, keep the rest on disk without trying."""
+        while not self._past_deadline() and self._ship_one():
+            self._run_jobs()
+        self.close_intake()  # from now on the handler keeps late records itself
+        while self._ship_one():
+            pass
+        self._run_jobs()
+        self._answer_flushes(force=True)
 
     def _left_buffer(self) -> int:
         """How many records emitted so far are no longer in the buffer (taken or dropped)."""
         return self.emitted() - len(self.buffer)
 
-    def emitted(self) -> int:  # replaced by the handler with its counter
-        return self.taken
-
     def _answer_flushes(self, force: bool = False) -> None:
         with self._requests_lock:
             if not self._flush_requests:
                 return
-            done_up_to = self._left_buffer() if self.settled == self.taken else -1
+            done_up_to = self._left_buffer() if self.ledger.idle() and not self.jobs else -1
             keep = []
             for target, event in self._flush_requests:
                 if force or target <= done_up_to:
@@ -227,115 +219,43 @@ class BatchWorker(logging.handlers.QueueListener):
             self._flush_requests = keep
 
     # ----------------------------------------------------------------- one batch
-    def _take(self) -> list:
-        snapshots = []
-        popleft = self.buffer.popleft
-        for _ in range(self.batch_size):
-            try:
-                snapshots.append(popleft())
-            except IndexError:
-                break
-        self.taken += len(snapshots)
-        return snapshots
+    def _past_deadline(self) -> bool:
+        deadline = self.deadline
+        return deadline is not None and time.monotonic() >= deadline
 
-    def _ship(self) -> None:
-        with self._handoff:
-            if self.abandoned:
-                return
-            snapshots = self._take()
-            if not snapshots:
-                return
-            events = [self._convert_one(s) for s in snapshots]
-        self._ship_events(events, len(snapshots))
+    def _ship_one(self) -> bool:
+        """Take, convert and ship one batch; False when the buffer was empty."""
+        snapshots = self.ledger.take(self.buffer, self.batch_size)
+        if not snapshots:
+            return False
+        events = self.convert(snapshots)
+        if self._past_deadline():
+            self.keeper.keep(events)
+        else:
+            self.keeper.ship(events)
+        self._answer_flushes()
+        return True
+
+    def _run_jobs(self) -> None:
+        while self.jobs:
+            job = self.jobs.popleft()
+            try:
+                events = self.convert(job.events)
+                if self._past_deadline():
+                    job.result = self.keeper.keep(events)
+                else:
+                    job.result = self.keeper.ship(events)
+            finally:
+                job.done.set()
         self._answer_flushes()
 
-    def _ship_events(self, events: list, count: int) -> ExportResult:
-        with self._handoff:
-            if self.abandoned:
-                return ExportResult("failed")
-            self._inflight, self._inflight_copy = events, None
-        results = []
-        try:
-            for part, request in self._fit(events):
-                results.append(self.exporter.export(part, request))
-        finally:
-            with self._handoff:
-                if self._inflight_copy is not None and self.exporter.last_delivered:
-                    self.exporter.forget_spooled(self._inflight_copy, len(events))
-                self._inflight, self._inflight_copy = None, None
-                self.settled += count
-        return combine(results)
-
-    def _convert_one(self, snapshot) -> dict:
-        try:
-            return self.convert(snapshot)
-        except Exception as exc:  # the service's mapping failed: ship what we can say
-            self.exporter.reporter.error("convert", f"{type(exc).__name__}: {exc}")
-            return minimal_fields(snapshot, exc)
-
-    def _fit(self, events: list):
-        """Requests within ``max_batch_bytes`` (the service packs); shrink lone giants."""
-        service = self.exporter.service
-        for part, request in service.pack(events, self.max_batch_bytes):
-            if request is None:  # one event alone is over the limit
-                part = [shrink(part[0], service, self.max_batch_bytes, self.exporter)]
-            yield part, request
-
-    # ----------------------------------------------------------------- close() ran out of time
-    def _abandon(self) -> None:
-        """Spool the batch in flight and the rest of the buffer; the worker stops taking."""
-        with self._handoff:
-            if self.abandoned:
-                return  # re-entered (a signal during the first abandon)
-            self.abandoned = True
-            if self._inflight:
-                self._inflight_copy = self.exporter.keep(self._inflight, in_flight=True)
-            kept = 0
-            while self.jobs:  # export_now batches the worker never reached
-                job = self.jobs.popleft()
-                name = self.exporter.keep(job.events)
-                self.settled += len(job.events)
-                kept += len(job.events)
-                job.result = ExportResult("spooled" if name else "failed")
+    def _answer_jobs(self) -> None:
+        """The worker is ending: nobody waits on a job forever."""
+        while self.jobs:
+            job = self.jobs.popleft()
+            try:
+                job.result = self.keeper.keep(self.convert(job.events))
+            except Exception:
+                pass
+            finally:
                 job.done.set()
-            while True:  # the whole buffer, a batch at a time
-                left = self._take()
-                if not left:
-                    break
-                self.exporter.keep([self._convert_one(s) for s in left])
-                self.settled += len(left)
-                kept += len(left)
-        if kept or self._inflight:
-            self.exporter.reporter.error(
-                "close_timeout", f"close() ran out of time: {kept} records kept on disk", kept
-            )
-        self._answer_flushes(force=True)
-
-
-TRUNCATED = "...[truncated {} chars]"
-
-
-def shrink(event: dict, service, limit: int, exporter: Exporter) -> dict:
-    """Cut the longest string fields of an event until its request fits ``limit`` bytes."""
-    exporter.stats.add(truncated=1)
-    event = dict(event)
-    for _ in range(8):
-        size = len(service.encode([event]).body)
-        if size <= limit:
-            return event
-        longest = max(
-            (key for key, value in event.items() if isinstance(value, str)),
-            key=lambda key: len(event[key]),
-            default=None,
-        )
-        if longest is None or len(event[longest]) < 64:
-            break
-        value = event[longest]
-        bytes_per_char = len(dumps(value)) / max(1, len(value))  # escapes make some wider
-        keep = max(0, len(value) - math.ceil((size - limit + 128) / bytes_per_char))
-        event[longest] = value[:keep] + TRUNCATED.format(len(value) - keep)
-    return {
-        key: value
-        for key, value in event.items()
-        if len(dumps(value)) < 256 or key in ("message", "sourceId", "timestamp")
-    }

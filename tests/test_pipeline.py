@@ -166,13 +166,23 @@ def test_stats_add_up(server, make_handler, logger):
     assert stats["queued"] == 0 and stats["in_flight"] == 0
 
 
-def test_records_after_close_are_counted_not_shipped(server, make_handler, logger):
+def test_records_after_close_are_spooled_or_counted_not_lost(server, make_handler, logger):
+    """issue 9 item 5: with no handler replacing a closed one, a late record is kept in the
+    spool (for the next handler of this endpoint), or counted as dropped without one."""
     handler = make_handler(url=server.url)
     logger.addHandler(handler)
     handler.close()
     logger.info("late")
-    assert handler.stats()["dropped"] == 1
+    stats = handler.stats()
+    assert stats["spooled"] == 1 and stats["emitted"] == 1, stats
     assert server.events == []
+    bare = make_handler(url=server.url, spool_dir="")
+    logger.removeHandler(handler)
+    logger.addHandler(bare)
+    bare.close()
+    logger.info("late")
+    stats = bare.stats()
+    assert stats["dropped"] == 1 and stats["emitted"] == 1, stats
 
 
 def test_emit_does_not_wait_for_a_hanging_endpoint(make_handler, logger):
