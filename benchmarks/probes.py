@@ -9,7 +9,7 @@ import logging
 
 def worker_native_id(handler: logging.Handler) -> int | None:
     """The OS thread id of the thread that drains ``handler`` (ours or a QueueListener's)."""
-    for owner in (getattr(handler, "_worker", None), handler):
+    for owner in (getattr(handler, "listener", None), handler):
         thread = getattr(owner, "_thread", None)
         if thread is not None:
             return getattr(thread, "native_id", None)
@@ -28,7 +28,7 @@ def convert_one(handler, snapshot) -> dict:
 
 def fit_batch(handler, events: list) -> list:
     """``[(events, request), ...]``: the requests the worker would send for one batch."""
-    return list(handler._worker._fit(events))
+    return list(handler._exporter._fit(events))
 
 
 def transport_of(handler):

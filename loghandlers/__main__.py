@@ -183,9 +183,9 @@ def _watch_replay(handler, label: str, total: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     left = total
     while time.monotonic() < deadline:
-        left = handler._spool.summary()["files"] if handler._spool else 0
+        left = handler.stats().get("spool", {}).get("files", 0)
         _progress(label, total - left, total)
-        if left == 0 or handler._exporter._held():
+        if left == 0 or handler.held():
             break
         time.sleep(0.1)
     sys.stderr.write("\n")

@@ -19,11 +19,12 @@ Process life lives in :mod:`loghandlers.lifecycle`: the exit drain, SIGTERM, and
 parent's records). A child forked without Python's fork hooks (uWSGI, C extensions) is
 noticed by the next emit (one pid comparison) and treated the same way.
 
-Closing: ``close()`` drains within ``close_timeout`` and returns. Called while the caller
-holds this handler's lock (``logging.shutdown()``, ``dictConfig`` and ``fileConfig`` do, the
-latter two while also holding logging's module lock that our worker's HTTP stack may need
-to log), it does not wait for the worker: the worker drains on its own by the same deadline
-and the exit hook waits for it. Records logged to a closed handler go to the worker while
+Closing: ``close()`` drains within ``close_timeout`` and returns. Called by ``dictConfig``
+or ``fileConfig`` (which hold this handler's lock and logging's module lock, which our
+worker's HTTP stack may need in order to log), it does not wait for the worker: the worker
+drains on its own by the same deadline and the exit hook waits for it. ``flush()`` called
+under this handler's lock (``logging.shutdown()`` before 3.12, ``dictConfig``) does not
+wait either: the ``close()`` that follows drains. Records logged to a closed handler go to the worker while
 it still drains, then to the open handler that replaced it (same service and identity),
 else to the spool, else they are counted (``dropped``) and reported.
 
@@ -152,6 +153,7 @@ class BatchingHandler(logging.Handler):
             spool, s.spool_mode == "always", self._exporter, self._ledger, self._stats,
             self._reporter,
         )  # fmt: skip
+        self._keeper.start()  # checks the spool now: a bad spool_dir is reported at once
         self.listener = BatchWorker(
             self._buffer,
             self._wake,
@@ -316,8 +318,10 @@ class BatchingHandler(logging.Handler):
         with self._late_lock:
             if self._intake_open:  # the worker still drains: it takes these too
                 self._emitted += len(items)
-                self._buffer.extend(items)
-                self._wake.set()
+                buffer = self._buffer
+                buffer.extend(items)
+                if len(buffer) >= self._wake_at:
+                    self._wake.set()
                 return
         newer = _NEWEST.get(self._identity)
         successor = newer() if newer is not None else None
@@ -343,6 +347,15 @@ class BatchingHandler(logging.Handler):
         events = self._convert_batch(items)  # user code: outside any lock
         with self._late_lock:
             self._keeper.keep(events)
+        newer = _NEWEST.get(self._identity)  # one may have appeared meanwhile: tell it
+        successor = newer() if newer is not None else None
+        if successor is not None and successor is not self:
+            successor._spool_grew()
+
+    def _spool_grew(self) -> None:
+        """Another handler of our identity put batches in our spool: replay them soon."""
+        self._keeper.pending = True
+        self._wake.set()
 
     # ----------------------------------------------------------------- the handler lock
     def acquire(self) -> None:
@@ -385,16 +398,19 @@ class BatchingHandler(logging.Handler):
 
     def close(self, timeout: float | None = None) -> None:
         """Drain within ``close_timeout`` (or ``timeout``); spool what is left, then stop."""
-        self.begin_close(timeout)
-        if self._under_own_lock():
-            # logging.shutdown()/dictConfig/fileConfig: the worker finishes by the deadline
-            # on its own and the exit hook waits for it (see the module docstring)
+        if self._under_own_lock() and not self._closed and _logging_lock_held_here():
+            # dictConfig/fileConfig closing us: the worker finishes by the deadline on its
+            # own (taking what loggers still send here meanwhile) and the exit hook waits
+            # for it (see the module docstring)
+            self.begin_close(timeout, linger=True)
             logging.Handler.close(self)
             return
+        self.begin_close(timeout)
         self.finish_close()
 
-    def begin_close(self, timeout: float | None = None) -> None:
-        """Start draining (non-blocking); every wait and retry ends by the deadline."""
+    def begin_close(self, timeout: float | None = None, linger: bool = False) -> None:
+        """Start draining (non-blocking); every wait and retry ends by the deadline.
+        ``linger``: the worker keeps taking late records until then (a reload)."""
         if self._closed:
             return  # a drain is under way or done: a second close waits for it
         limit = self.settings.close_timeout if timeout is None else timeout
@@ -406,7 +422,7 @@ class BatchingHandler(logging.Handler):
         self._exporter.wakeup.set()
         self._transport.cut_off(deadline)
         if self._started:
-            self.listener.begin_stop(deadline)
+            self.listener.begin_stop(deadline, linger)
         else:
             self._close_intake()
 
@@ -416,6 +432,7 @@ class BatchingHandler(logging.Handler):
         failed and reported. Safe to re-enter (a SIGTERM during the exit drain)."""
         deadline = self._close_deadline
         if deadline is not None and self._started:
+            self.listener.end_linger()  # someone waits now: drain and stop
             left = deadline + CLOSE_GRACE - time.monotonic()
             if not self.listener.join(left):
                 lost = self._ledger.give_up(self._buffer)
@@ -479,6 +496,22 @@ class BatchingHandler(logging.Handler):
             lifecycle.register(self)
         else:
             self._pid = _getpid()
+
+
+def _logging_lock_held_here() -> bool:
+    """Does the calling thread hold logging's module lock? ``dictConfig`` and ``fileConfig``
+    do while they close the old handlers, and our worker's HTTP stack (urllib3's loggers)
+    may be waiting for that lock: then ``close()`` must not wait for the worker. Asked with
+    public calls only: a probe thread that needs the lock (``logging.getLogger``) can't
+    finish while we hold it. Where no thread can be started (Python 3.12 at exit) nobody
+    is configuring logging either."""
+    probe = threading.Thread(target=logging.getLogger, args=(__name__,), daemon=True)
+    try:
+        probe.start()
+    except RuntimeError:
+        return False
+    probe.join(0.1)
+    return probe.is_alive()
 
 
 class RecordQueueHandler(logging.handlers.QueueHandler):

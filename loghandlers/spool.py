@@ -149,6 +149,8 @@ class Spool:
             if marker is None:
                 continue
             base, _, owner = name.rpartition(marker)
+            if marker == LIVE:
+                owner = owner[: -len(SUFFIX)]
             pid = owner.partition("-")[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 try:
@@ -168,7 +170,7 @@ class Spool:
         dropped = self._make_room(len(data))
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}{SUFFIX}"
         if live:
-            name = f"{name}{LIVE}{self._claim_owner()}"
+            name = f"{name}{LIVE}{self._claim_owner()}{SUFFIX}"
         self._write_file(name, data)
         return name, dropped
 
@@ -253,7 +255,9 @@ class Spool:
         except OSError:
             return []
         return sorted(
-            n for n in names if n.endswith(SUFFIX) and not n.startswith(".") and n != IDENTITY_FILE
+            n
+            for n in names
+            if n.endswith(SUFFIX) and not n.startswith(".") and n != IDENTITY_FILE and LIVE not in n
         )
 
     def queue(self) -> list:
@@ -268,6 +272,8 @@ class Spool:
         for name in names:
             if name.startswith(".") or name == IDENTITY_FILE:
                 continue
+            if LIVE in name:
+                continue  # being sent by its writer; returned to the queue if it died
             if name.endswith(SUFFIX):
                 entries.append((name, False))
             elif CLAIM in name:
@@ -416,7 +422,7 @@ class Keeper:
 
     # ----------------------------------------------------------------- setup
     def start(self) -> None:
-        """On the worker thread: open the spool and look for batches left on disk."""
+        """Open the spool and look for batches left on disk (by the handler, at start)."""
         if self.spool is None:
             return
         try:

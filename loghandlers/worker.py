@@ -73,6 +73,7 @@ class BatchWorker(logging.handlers.QueueListener):
         self.wake_at = max(1, min(config.batch_size, config.max_queue_size // 4))
         self.stopping = threading.Event()
         self.deadline: float | None = None
+        self.linger = False
         self.jobs: deque = deque()
         self._flush_requests: list = []
         self._requests_lock = threading.Lock()
@@ -97,10 +98,17 @@ class BatchWorker(logging.handlers.QueueListener):
         thread.join(max(0.0, timeout))
         return not thread.is_alive()
 
-    def begin_stop(self, deadline: float) -> None:
-        """Start draining; every wait and request from now on ends by ``deadline``."""
+    def begin_stop(self, deadline: float, linger: bool = False) -> None:
+        """Start draining; every wait and request from now on ends by ``deadline``.
+        ``linger``: keep taking records (batched by ``flush_interval``) until the deadline,
+        for a handler closed by a reload while loggers may still point at it."""
+        self.linger = linger
         self.deadline = deadline
         self.stopping.set()
+        self.wake.set()
+
+    def end_linger(self) -> None:
+        self.linger = False
         self.wake.set()
 
     def stop(self) -> None:  # QueueListener's name for it: stop now, keep the rest
@@ -125,7 +133,8 @@ class BatchWorker(logging.handlers.QueueListener):
     def _monitor(self) -> None:
         WORKER_IDENTS.add(threading.get_ident())
         try:
-            self.keeper.start()
+            if self.keeper.replay_due():  # batches an earlier process left on disk
+                self.keeper.replay()
             self._next_timed = time.monotonic() + self.flush_interval
             while not self._step():
                 pass
@@ -193,7 +202,15 @@ class BatchWorker(logging.handlers.QueueListener):
 
     def _drain_for_close(self) -> None:
         """Everything, by the deadline; past it, keep the rest on disk without trying."""
-        while not self._past_deadline() and self._ship_one():
+        while not self._past_deadline():
+            if self._ship_one():
+                self._run_jobs()
+                continue
+            if not self.linger:
+                break
+            left = (self.deadline or 0.0) - time.monotonic()
+            self.wake.wait(max(0.0, min(self.flush_interval, left)))
+            self.wake.clear()
             self._run_jobs()
         self.close_intake()  # from now on the handler keeps late records itself
         while self._ship_one():

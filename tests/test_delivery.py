@@ -103,7 +103,7 @@ def test_outage_spools_then_replays_everything_in_order(tmp_path, logger):
         with LoopbackServer(port=port) as server:
             for i in range(35, 40):
                 logger.info("o%d", i)
-            handler._exporter.hold_until = 0  # skip the rest of the hold for the test's sake
+            handler.resume()  # skip the rest of the hold for the test's sake
             assert handler.flush(timeout=10)
             assert server.wait_for_events(40)
             assert messages(server.events) == [f"o{i}" for i in range(40)]
@@ -242,7 +242,7 @@ def test_after_a_partial_rejection_only_the_good_events_are_spooled(tmp_path, lo
         for word in ("good", "bad", "fine"):
             logger.info(word)
         assert handler.flush(timeout=10)
-        handler._exporter.hold_until = 0
+        handler.resume()
         stats = handler.stats()
         assert stats["rejected"] == 1 and stats["spooled"] == 2
         server.default = status(202)

@@ -194,7 +194,8 @@ def test_senders_sharing_a_spool_keep_each_sources_order(tmp_path):
         assert a.stats()["spooled"] == b.stats()["spooled"] == 1
         with LoopbackServer(port=port) as server:
             server.push(hang(2))  # a's replay of the oldest file (b's) is slow
-            a._exporter.hold_until = b._exporter.hold_until = 0
+            a.resume()
+            b.resume()
             log_a.info("a new")
             flusher = threading.Thread(target=a.flush, kwargs={"timeout": 20})
             flusher.start()
