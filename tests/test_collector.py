@@ -1,6 +1,6 @@
 """The development collector, over real HTTP on 127.0.0.1.
 
-Wire shapes come from the captures in protocols.md; every loop and wait is bounded.
+Wire shapes come from the captures in docs/protocols.md; every loop and wait is bounded.
 """
 
 import argparse

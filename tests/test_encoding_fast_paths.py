@@ -3,7 +3,7 @@ gives (issue 14: "the wire bytes stay identical"), for any values: NaN, lone sur
 characters form-encoding must escape, nested values, and values that hold the marks the
 fast paths use to encode a whole batch in one call.
 
-The references here are written from the wire's definition (protocols.md), not from the
+The references here are written from the wire's definition (docs/protocols.md), not from the
 services' code: Panoply's MessageBody is ``quote_plus(json.dumps(record), safe="")`` plus
 ``%0A%0A`` per record (strict JSON as :func:`loghandlers.records.dumps` writes it).
 """

@@ -3,7 +3,7 @@
 Every scenario checks the ledger: each emitted record is delivered, or spooled (and later
 replayed), or counted as dropped, rejected or failed; the server's own record of what it
 accepted must agree, with duplicates only where at-least-once allows them (and counted).
-Waits are measured at the server. The figures in docs/reliability.md come from these
+Waits are measured at the server. The figures in the README's Reliability table come from these
 tests: run them with RELIABILITY_TABLE=<file> to have each scenario append its row.
 """
 

@@ -1,4 +1,4 @@
-"""InitialStateHandler on the wire: protocols.md section 2."""
+"""InitialStateHandler on the wire: docs/protocols.md section 2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""KronosHandler on the wire: protocols.md section 4."""
+"""KronosHandler on the wire: docs/protocols.md section 4."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PanoplyHandler on the wire: protocols.md section 3."""
+"""PanoplyHandler on the wire: docs/protocols.md section 3."""
 
 from __future__ import annotations
 

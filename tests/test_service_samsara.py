@@ -1,4 +1,4 @@
-"""SamsaraHandler on the wire: protocols.md section 1."""
+"""SamsaraHandler on the wire: docs/protocols.md section 1."""
 
 from __future__ import annotations
 
