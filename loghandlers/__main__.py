@@ -1,4 +1,4 @@
-"""``python -m loghandlers``: collect, events, replay, send, check.
+"""``python -m loghandlers``: collect, events, replay, send, check, datasource.
 
 Every sub-command reads the same options and environment variables as the handlers
 (``LOGHANDLERS_<SERVICE>_<OPTION>``, ``LOGHANDLERS_<OPTION>``), so what ``check`` prints
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from . import options as opts
 from .cli_collect import add_collect_parser, add_events_parser
+from .datasource_runner import add_datasource_parser
 from .handler import BatchingHandler
 from .spool import Spool, read_identity
 from .transport import redact_url
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds per spool before giving up"
     )
     replay.set_defaults(func=run_replay)
+    add_datasource_parser(sub)
     return parser
 
 
