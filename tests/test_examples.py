@@ -135,6 +135,17 @@ def test_env_only(tmp_path):
     assert out.count('"eventName": "shop.') == 2  # LOGHANDLERS_SAMSARA_EVENT_NAME
 
 
+def test_panoply_datasource_example(tmp_path):
+    """issue 12: the SQLite data source runs under the runner, resumes from its state."""
+    out = run_example("panoply_datasource.py", tmp_path)
+    assert counts(out) == {"panoply": 2800}  # 2500 rows, then the 300 added before run 2
+    assert "tables ['orders']; ids 1..2800, each once: True" in out
+    assert out.count("exit status 0") == 2
+    assert "| batch 5: 500 object(s) delivered to 'orders'" in out
+    assert "| batch 1: 300 object(s) delivered to 'orders'" in out
+    assert "state file mode: 0o600" in out
+
+
 def test_multiprocessing_example(tmp_path):
     out = run_example("multiprocessing_example.py", tmp_path)
     parent_pid = re.search(r"^parent pid (\d+)", out, re.M).group(1)
