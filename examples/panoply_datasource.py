@@ -36,7 +36,7 @@ import sys
 import tempfile
 import uuid
 
-from loghandlers.clients.panoply_datasource import DataSource, PanoplyException
+from loghandlers.clients.panoply import DataSource, PanoplyException
 
 CONFIG = {
     "title": "SQLite table",

@@ -128,10 +128,7 @@ def install_panoply_alias() -> None:
     """
     if "panoply" in sys.modules or importlib.util.find_spec("panoply") is not None:
         return
-    try:
-        from .clients import panoply as ours
-    except ImportError:  # the SDK class is not there: the framework alone
-        from .clients import panoply_datasource as ours
+    from .clients import panoply as ours
 
     alias = types.ModuleType("panoply", "loghandlers' stand-in for the Panoply SDK")
     names = getattr(ours, "__all__", None) or [n for n in vars(ours) if not n.startswith("_")]
@@ -183,7 +180,7 @@ def stream_and_config(module: types.ModuleType) -> tuple[type, dict]:
     if not issubclass(stream, DataSource):
         raise RunnerError(
             f"{module.__name__}.Stream must inherit from DataSource "
-            "(loghandlers.clients.panoply_datasource.DataSource, or panoply.DataSource)"
+            "(loghandlers.clients.panoply.DataSource, or panoply.DataSource)"
         )
     if not isinstance(config, Mapping):
         raise RunnerError(f"module {module.__name__!r} must expose CONFIG, a dict")

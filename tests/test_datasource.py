@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from loghandlers.__main__ import main
-from loghandlers.clients.panoply_datasource import DataSource, PanoplyException, validate_token
+from loghandlers.clients.panoply import DataSource, PanoplyException, validate_token
 from loghandlers.collector import Collector
 from loghandlers.datasource_runner import (
     EXIT_FAILED,

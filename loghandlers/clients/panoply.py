@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from ..services.panoply import PanoplyHandler
+from .panoply_datasource import DataSource, PanoplyException, validate_token  # noqa: F401
 
 #: the events ``on`` accepts; "*" receives every event as ``fn(name, data)``
 EVENTS = ("send", "flush", "error")
