@@ -477,3 +477,42 @@ def test_a_dropped_streamer_still_delivers(collector, tmp_path):
     gc.collect()
     handler.finish_close()
     assert [r["event"]["value"] for r in collector.events(service="initialstate")] == ["dropped"]
+
+
+class Poisoned:
+    """Every way of looking at it raises."""
+
+    @property
+    def __class__(self):
+        raise RuntimeError("poisoned __class__")
+
+    def __repr__(self):
+        raise RuntimeError("poisoned __repr__")
+
+    __str__ = __format__ = __repr__
+
+
+def test_poisoned_objects_never_raise_out_of_log_or_log_object(collector, tmp_path):
+    """issue 11 (hostile users): values, keys, properties and objects whose __class__,
+    __str__, __repr__ or __format__ raise cost only their own value."""
+    from loghandlers.clients.initialstate import Streamer
+
+    streamer = Streamer(
+        bucket_key="p", access_key="ist_k", url=collector.url, spool_dir=str(tmp_path)
+    )
+    try:
+        streamer.log("poisoned", Poisoned())
+        streamer.log_object(Poisoned(), key_prefix="obj")
+        streamer.log_object({Poisoned(): 1, "ok": Poisoned()}, key_prefix="d")
+        streamer.log_object([Poisoned()], key_prefix="l")
+        streamer.log("after", "still fine")
+        assert streamer.flush(timeout=10)
+    finally:
+        streamer.close()
+    events = {
+        r["event"]["key"]: r["event"]["value"] for r in collector.events(service="initialstate")
+    }
+    assert events["poisoned"] == "<unrepresentable Poisoned>"
+    assert events["d_ok"] == events["l_0"] == "<unrepresentable Poisoned>"
+    assert events["after"] == "still fine"
+    assert any(key.startswith("d_<unrepresentable") for key in events)

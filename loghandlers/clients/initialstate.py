@@ -101,10 +101,20 @@ def pipeline_events(items: Iterable[tuple[Any, Any]], epoch: float | int) -> lis
         if name in out:
             records.append(out)
             out = {EPOCH: epoch}
-        out[name] = is_value(value)
+        out[name] = _value(value)
     if len(out) > 1:
         records.append(out)
     return records
+
+
+def _value(value: Any) -> Any:
+    """The Initial State value, made now on the caller's thread (as the SDK serializes at
+    send time, a later change to a mutable value must not leak in); an object whose every
+    representation raises becomes a placeholder instead of an exception out of log()."""
+    try:
+        return is_value(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__qualname__}>"
 
 
 def _build(options: dict, bucket: tuple) -> InitialStateHandler:

@@ -124,15 +124,16 @@ def time_now() -> float:
 def _to_kronos_time(value: Any, name: str) -> Any:
     """A time argument or ``@time`` value: ints as they are, datetimes and ISO 8601
     strings converted (naive = UTC); anything else is left for the server to judge."""
-    if isinstance(value, str):
+    kind = type(value)  # not isinstance(): a poisoned __class__ must not raise
+    if issubclass(kind, str):
         try:
             parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"{name}: not an ISO 8601 time: {value!r}") from None
         return kronos_time(parsed, 0.0)
-    if isinstance(value, datetime.datetime):
+    if issubclass(kind, datetime.datetime):
         return kronos_time(value, 0.0)
-    if isinstance(value, datetime.date):
+    if issubclass(kind, datetime.date):
         return datetime_to_kronos_time(value)
     return value
 
@@ -207,7 +208,7 @@ class KronosClient:
                 else:
                     event[TIMESTAMP_FIELD] = _to_kronos_time(event[TIMESTAMP_FIELD], "@time")
                 event[LIBRARY_FIELD] = LIBRARY
-                event[STREAM] = stream if isinstance(stream, str) else str(stream)
+                event[STREAM] = stream if type(stream) is str else str(stream)
                 events.append(event)
         handler = self._handler_for(namespace)
         if not self._blocking:
@@ -425,7 +426,7 @@ class KronosClient:
 
 def _copy(event: Any) -> dict:
     """pykronos deep-copies what it is given; an object that can't be copied is kept."""
-    if not isinstance(event, Mapping):
+    if not issubclass(type(event), Mapping):  # type(): a poisoned __class__ can't raise
         raise TypeError(f"a Kronos event must be a dict, not {type(event).__name__}")
     try:
         return copy.deepcopy(dict(event))

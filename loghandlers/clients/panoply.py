@@ -74,7 +74,7 @@ class SDK:
         about ``flush_interval`` (1 s; the SDK: up to 2 s). Values JSON can't encode are
         written as the handlers write them (datetime -> ISO 8601, ...) where the SDK raised
         ``TypeError``. The copy is shallow: don't mutate nested values after writing."""
-        if not isinstance(data, Mapping):
+        if not issubclass(type(data), Mapping):  # type(): a poisoned __class__ can't raise
             raise TypeError(f"data must be a dict, not {type(data).__name__}")
         record = dict(data)
         record["__table"] = table

@@ -108,18 +108,18 @@ class PublishError(RuntimeError):
 
 def validate_event(event: Any) -> None:
     """The SDK's schema: raise :class:`InvalidEvent` naming every problem."""
-    if not isinstance(event, Mapping):
+    if not issubclass(type(event), Mapping):  # type(): a poisoned __class__ can't raise
         raise InvalidEvent(f"Invalid event found: expected a dict, got {type(event).__name__}")
     errors: dict = {}
     for name in ("eventName", "sourceId"):
         if name not in event:
             errors[name] = ["required field"]
-        elif not isinstance(event[name], str):
+        elif not issubclass(type(event[name]), str):
             errors[name] = ["must be of string type"]
     stamp = event.get("timestamp")
     if "timestamp" not in event:
         errors["timestamp"] = ["required field"]
-    elif isinstance(stamp, bool) or not isinstance(stamp, int):
+    elif issubclass(type(stamp), bool) or not issubclass(type(stamp), int):
         errors["timestamp"] = ["must be of integer type"]
     elif stamp < 0:
         errors["timestamp"] = ["min value is 0"]
@@ -213,7 +213,7 @@ class SamsaraClient:
         """
         batch = []
         for event in events:
-            if not isinstance(event, Mapping):
+            if not issubclass(type(event), Mapping):
                 raise InvalidEvent(f"Invalid event found: expected a dict, got {type(event)}")
             batch.append(dict(event))
         if not batch:

@@ -42,7 +42,7 @@ def is_key(name: str) -> str:
 
 
 def is_value(value):
-    if isinstance(value, (str, int, float)):  # bool is an int
+    if issubclass(type(value), (str, int, float)):  # bool is an int; no __class__ lookup
         return value
     encoded = dumps(value)
     return json.loads(encoded) if encoded.startswith('"') else encoded

@@ -20,14 +20,14 @@ def event_epoch(value: Any) -> float | int | None:
     """A user's ``epoch`` as ISStreamer sends it (a number stays exactly as given), or None
     when it is no usable time (ISStreamer then uses "now"). A datetime is converted (naive
     means UTC), which ISStreamer can't do."""
-    if isinstance(value, datetime.datetime):
+    if issubclass(type(value), datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.timezone.utc)
         try:
             return value.timestamp()
         except (OverflowError, OSError, ValueError):
             return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if issubclass(type(value), bool) or not issubclass(type(value), (int, float)):
         return None
     try:
         if not math.isfinite(value):
@@ -39,7 +39,7 @@ def event_epoch(value: Any) -> float | int | None:
 
 
 def name_text(name: Any) -> str:
-    if isinstance(name, str):
+    if issubclass(type(name), str):
         return name
     try:
         return f"{name}"
@@ -89,7 +89,7 @@ def log_object_items(obj: Any, key_prefix: str | None = None) -> list[tuple[str,
     prefix is the type's name (``list``, ``dict``, ``Reading``); ``key_prefix=""`` means no
     prefix. Unlike ISStreamer, a tuple (or other sequence subclass of list/tuple) counts as
     a list and any mapping as a dict, where ISStreamer silently logs nothing for them; a
-    property or mapping that raises costs only its own value, never the call.
+    property, sequence or mapping that raises costs only its own value, never the call.
     """
     if key_prefix is None:
         prefix = f"{type(obj).__name__}_"
@@ -97,9 +97,14 @@ def log_object_items(obj: Any, key_prefix: str | None = None) -> list[tuple[str,
         prefix = f"{key_prefix}_"
     else:
         prefix = ""
-    if isinstance(obj, (list, tuple)):
-        return [(f"{prefix}{i}", value) for i, value in enumerate(list(obj))]
-    if isinstance(obj, Mapping):
+    kind = type(obj)
+    if issubclass(kind, (list, tuple)):
+        try:
+            values = list(obj)
+        except Exception as exc:
+            return [(f"{prefix}items", f"<unreadable sequence: {type(exc).__name__}>")]
+        return [(f"{prefix}{i}", value) for i, value in enumerate(values)]
+    if issubclass(kind, Mapping):
         try:
             items = list(obj.items())
         except Exception as exc:
@@ -110,12 +115,14 @@ def log_object_items(obj: Any, key_prefix: str | None = None) -> list[tuple[str,
 
 def flattens(value: Any) -> bool:
     """A field value that ``log_object`` would spread over several keys."""
-    if isinstance(value, (str, bytes, int, float, type(None))):
+    kind = type(value)  # not isinstance(): a poisoned __class__ must not raise here
+    if issubclass(kind, (str, bytes, int, float, type(None), type)):
         return False
-    if isinstance(value, (list, tuple, Mapping)):
-        return len(value) > 0  # an empty one keeps its JSON text, so the field stays visible
-    if isinstance(value, type):
-        return False
+    if issubclass(kind, (list, tuple, Mapping)):
+        try:
+            return len(value) > 0  # an empty one keeps its JSON text, so it stays visible
+        except Exception:
+            return False
     return bool(_properties(value))
 
 
