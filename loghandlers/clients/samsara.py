@@ -166,6 +166,7 @@ class SamsaraClient:
         min_buffer_size: int | None = None,
         send_timeout: float | None = None,
         compression: Any = _UNSET,
+        send_client_stats: bool = False,
         **options: Any,
     ):
         sdk = given(
@@ -185,7 +186,7 @@ class SamsaraClient:
             # nothing is sent until publish_events/flush/close (or the buffer runs deep)
             sdk["flush_interval"] = _NO_TIMER_SECONDS
             options.pop("flush_interval", None)
-        self._publishing = bool(start_publishing_thread)
+        del send_client_stats  # accepted, as the SDK accepts it, and unsupported there too
         try:
             self._handler = SamsaraHandler(**merge_options(sdk, options))
         except ValueError as exc:
