@@ -67,7 +67,7 @@ from .worker import WORKER_IDENTS, BatchWorker
 _get_ident = threading.get_ident
 _getpid = os.getpid
 #: seconds close() waits past its deadline for the worker to keep what is left on disk
-CLOSE_GRACE = 1.5
+CLOSE_GRACE = 1.0
 _START_LOCK = threading.RLock()
 #: the newest handler of each (service, identity): where a closed one sends late records
 _NEWEST: dict = {}
@@ -488,6 +488,8 @@ class BatchingHandler(logging.Handler):
     # ----------------------------------------------------------------- process life
     def after_fork_in_child(self) -> None:
         """In a forked child: a fresh buffer, session, worker and source id."""
+        self._late_lock = threading.Lock()  # a thread of the parent may have held it
+        self._lock_owner, self._lock_depth = None, 0
         self._transport.reset()
         if self._default_source:
             self.source_id = default_source_id()
@@ -548,6 +550,16 @@ class RecordQueueHandler(logging.handlers.QueueHandler):
     def close(self) -> None:
         """Closing this face never stops the owner's worker (the owner's close() does)."""
         logging.Handler.close(self)
+
+
+def _reset_start_lock() -> None:
+    """A forked child: a thread of the parent may have held the lock at the fork."""
+    global _START_LOCK
+    _START_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_start_lock)
 
 
 class ReadyEvent:

@@ -8,6 +8,10 @@ on the worker thread, a small pipeline of functions in the style of python-json-
 Bad values never cost the record: anything ``json`` cannot encode is replaced by a readable
 stand-in (see :func:`json_default` and :func:`sanitize`), and the text that leaves is strict
 JSON: no bare NaN/Infinity, no lone surrogates.
+
+Threading: no mutable state here. :func:`capture` runs on the caller's thread (it reads only the record);
+:func:`base_fields` and :func:`freeze` run on the worker, outside every lock, because they
+are where user code (formatters, ``__repr__``/``__str__``/``__format__`` of extras) runs.
 """
 
 from __future__ import annotations

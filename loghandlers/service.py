@@ -3,6 +3,11 @@
 A service turns fields into its event, a batch of events into a :class:`Request`, and a
 :class:`Reply` into a :class:`Verdict`. It knows nothing of threads, buffers, retries or
 spools; those are shared (see :mod:`loghandlers.worker` and :mod:`loghandlers.exporter`).
+
+Threading: a service is built with its handler and then used by that handler's worker
+thread only (``event`` during conversion, ``pack``/``encode``/``judge`` in the exporter);
+its settings are never written after construction. Anything it caches (a form tail, a
+queue URL) is written by the worker alone.
 """
 
 from __future__ import annotations

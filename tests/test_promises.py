@@ -500,6 +500,7 @@ def test_the_stdlib_queue_handler_idiom_feeds_our_handler(server, tmp_path):
     )
     log = logging.getLogger("promises.idiom")
     queued = log.handlers[0]
+    queued.listener.start()  # as the logging cookbook does: dictConfig leaves that to us
     try:
         log.info("via the stdlib queue")
         assert server.wait_for_events(1)
