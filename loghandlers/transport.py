@@ -212,6 +212,7 @@ class Transport:
         self.compression_level = compression_level
         self.verify = verify
         self.session = self._new_session()
+        _WATCHDOG.ensure_running()
         #: a moment (time.monotonic()) no request may outlast: set by close()
         self.cutoff: float | None = None
         self._in_flight: RequestDeadline | None = None
@@ -226,6 +227,7 @@ class Transport:
     def reset(self) -> None:
         """A fresh pool: a forked child must not share its parent's sockets."""
         self.session = self._new_session()
+        _WATCHDOG.ensure_running()
 
     def compress(self, request: Request) -> tuple[bytes, dict]:
         headers = dict(request.headers)
@@ -384,16 +386,33 @@ class _Watchdog:
         self._heap: list = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def ensure_running(self) -> None:
+        """Start the thread now, not at the first request: Python 3.12 refuses to start
+        threads once interpreter shutdown has begun, when the exit drain sends. In a child
+        forked without Python's fork hooks (uWSGI), start afresh first."""
+        if self._pid != os.getpid():
+            self._reset()
+        with self._cond:
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        thread = threading.Thread(target=self._run, name="loghandlers-deadlines", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutdown: socket timeouts still bound each read
+            return
+        self._thread = thread
 
     def add(self, deadline: RequestDeadline) -> None:
         with self._cond:
             earliest = self._heap[0][0] if self._heap else None
             heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="loghandlers-deadlines", daemon=True
-                )
-                self._thread.start()
+                self._start_locked()
             elif earliest is None or deadline.at < earliest:
                 self._cond.notify()
 
@@ -413,7 +432,8 @@ class _Watchdog:
                 deadline.expire()
 
     def after_fork_in_child(self) -> None:
-        self._reset()
+        if self._pid != os.getpid():  # unless a handler's fork hook got here first
+            self._reset()
 
 
 _WATCHDOG = _Watchdog()
