@@ -139,3 +139,40 @@ def test_panoply_one_call_path_for_plain_records(panoply, extra):
     expected = panoply_reference(panoply, events, 2_000)
     got = [(part, r.body if r is not None else None) for part, r in panoply.pack(events, 2_000)]
     assert got == expected and len(got) > 1
+
+
+@pytest.mark.parametrize(
+    "template, cached",
+    [
+        ("log.{level}", True),
+        ("{level:>8}|{level!r}", True),
+        ("constant", True),
+        ("{logger}.{level}", False),
+        ("{level}{user:>4}", False),
+    ],
+)
+def test_samsara_event_names_formatted_once_per_level_are_the_same(template, cached):
+    """issue 14: Samsara formats an event-name template that depends only on the level once
+    per level; every record still gets the name its own fields give."""
+    from loghandlers import SamsaraHandler
+    from loghandlers.services.samsara import depends_on_level_only
+
+    assert depends_on_level_only(template) is cached
+    handler = SamsaraHandler(url="http://127.0.0.1:9", event_name=template, spool_dir="")
+    try:
+        service = handler.service
+        for fields in [
+            {"level": "INFO", "logger": "a", "user": 1},
+            {"level": "INFO", "logger": "b", "user": 22},
+            {"level": "ERROR", "logger": "a", "user": 333},
+            {"level": "INFO", "logger": "c"},
+            {"logger": "d"},
+        ]:
+            values = {**fields, "level": str(fields.get("level", "")).lower()}
+            try:
+                expected = template.format_map({"logger": "", "user": "", **values})
+            except Exception:
+                expected = "log.{level}".format_map(values)
+            assert service.event_name(fields) == expected
+    finally:
+        handler.close(timeout=1)

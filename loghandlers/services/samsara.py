@@ -15,6 +15,8 @@ counted as rejected with the server's reasons. Any other 400 rejects the batch.
 from __future__ import annotations
 
 import json
+import re
+import string
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +27,8 @@ from ..service import REJECTED, RETRY, Service, Verdict
 from ..transport import Request
 
 DEFAULT_EVENT_NAME = "log.{level}"
+#: at most this many levels' event names are remembered (custom levels are few)
+_NAME_CACHE_SIZE = 64
 
 
 class _Blank(dict):
@@ -36,6 +40,16 @@ class _Blank(dict):
 
 def _published_ms() -> str:
     return str(int(time.time() * 1000))
+
+
+def depends_on_level_only(template: str) -> bool:
+    """True when the template's text can differ only with the record's level (the default
+    ``log.{level}`` does), so the event name can be formatted once per level."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        return False
+    return all(re.split(r"[.\[]", name, maxsplit=1)[0] == "level" for name in names)
 
 
 class SamsaraService(Service):
@@ -51,6 +65,8 @@ class SamsaraService(Service):
         ),
     )
     defaults = {"compression": "gzip", "batch_size": 5000}
+    #: level -> event name, when the template depends on nothing else (False: it does)
+    _names_by_level: dict | bool | None = None
 
     def validate(self) -> None:
         if not urlsplit(self.settings.url).netloc:
@@ -65,6 +81,20 @@ class SamsaraService(Service):
         return urlunsplit((parts.scheme, parts.netloc, "/v1/events", "", ""))
 
     def event_name(self, fields: dict) -> str:
+        if self._names_by_level is None:
+            by_level = depends_on_level_only(self.settings.event_name)
+            self._names_by_level = {} if by_level else False
+        if self._names_by_level is False:
+            return self._format_event_name(fields)
+        level = fields.get("level", "")
+        name = self._names_by_level.get(level) if type(level) is str else None
+        if name is None:
+            name = self._format_event_name(fields)
+            if type(level) is str and len(self._names_by_level) < _NAME_CACHE_SIZE:
+                self._names_by_level[level] = name
+        return name
+
+    def _format_event_name(self, fields: dict) -> str:
         values = _Blank(fields)
         values["level"] = str(fields.get("level", "")).lower()
         try:
