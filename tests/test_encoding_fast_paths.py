@@ -176,3 +176,93 @@ def test_samsara_event_names_formatted_once_per_level_are_the_same(template, cac
             assert service.event_name(fields) == expected
     finally:
         handler.close(timeout=1)
+
+
+# ----------------------------------------------------------------------------- Kronos, Panoply
+SPECIAL_KEYS = ["@time", "stream", "@library", "sourceId", "table", "timestamp", "__table"]
+FIELDS = st.dictionaries(
+    st.one_of(st.sampled_from(SPECIAL_KEYS), PLAIN_TEXT),
+    st.one_of(st.none(), st.integers(), PLAIN_TEXT, st.sampled_from(["", "s.1", "x y"])),
+    max_size=6,
+).map(lambda f: {"message": "m", "level": "INFO", "logger": "app.x", **f})
+
+
+def kronos_event_reference(service, fields, created, source_id):
+    """KronosService.event as it was written before issue 14 (a generator per record)."""
+    from loghandlers.services.kronos import LIBRARY, STREAM, kronos_time, stream_name
+
+    stream = fields.get("stream")
+    event = {"@time": kronos_time(fields.get("@time"), created), "@library": LIBRARY}
+    event.update((k, v) for k, v in fields.items() if k != "stream" and k != "@time")
+    event.setdefault("sourceId", source_id)
+    default = stream_name(service.settings.stream or fields.get("logger") or "log")
+    event[STREAM] = default if stream in (None, "") else stream_name(stream)
+    return event
+
+
+def kronos_body_reference(service, events):
+    """The put body: events grouped by stream in order of first appearance, without the
+    stream the pipeline carries in each event."""
+    from loghandlers.services.kronos import STREAM, stream_name
+
+    streams: dict = {}
+    for event in events:
+        stream = event.get(STREAM)
+        if not (isinstance(stream, str) and stream):
+            stream = stream_name(service.settings.stream or event.get("logger") or "log")
+        streams.setdefault(stream, []).append({k: v for k, v in event.items() if k != STREAM})
+    body = {"events": streams}
+    if service.settings.namespace is not None:
+        body = {"namespace": service.settings.namespace, **body}
+    return dumps(body).encode("ascii")
+
+
+@pytest.fixture(scope="module")
+def kronos():
+    from loghandlers import KronosHandler
+
+    handler = KronosHandler(url="http://127.0.0.1:9", namespace="ns", spool_dir="")
+    yield handler.service
+    handler.close(timeout=1)
+
+
+@SETTINGS
+@given(st.lists(FIELDS, min_size=1, max_size=6), st.booleans())
+def test_kronos_events_and_body_are_what_they_were(kronos, batch, drop_some_streams):
+    """issue 14: Kronos's cheaper event mapping and stream grouping are wire-identical (key
+    order included), and encode leaves the events as they were (a retry or the spool reads
+    them again)."""
+    from loghandlers.services.kronos import STREAM
+
+    events = []
+    for i, fields in enumerate(batch):
+        event = kronos.event(fields, 1_700_000_000.5 + i, "src")
+        expected = kronos_event_reference(kronos, fields, 1_700_000_000.5 + i, "src")
+        assert list(event.items()) == list(expected.items())
+        if drop_some_streams and i % 2:
+            del event[STREAM]  # a spooled event from an older version, say
+        events.append(event)
+    before = [list(e.items()) for e in events]
+    assert kronos.encode(events).body == kronos_body_reference(kronos, events)
+    assert [list(e.items()) for e in events] == before
+
+
+def panoply_event_reference(service, fields, created, source_id):
+    """PanoplyService.event as it was written before issue 14."""
+    from loghandlers.service import iso_utc
+
+    table = fields.get("table")
+    event = {"timestamp": iso_utc(created)}
+    event.update((k, v) for k, v in fields.items() if k != "table")
+    event.setdefault("sourceId", source_id)
+    event["__table"] = service.settings.table if table in (None, "") else str(table)
+    return event
+
+
+@SETTINGS
+@given(FIELDS)
+def test_panoply_event_is_what_it_was(panoply, fields):
+    """issue 14: Panoply's cheaper event mapping keeps every key in its place."""
+    event = panoply.event(fields, 1_700_000_000.25, "src")
+    expected = panoply_event_reference(panoply, fields, 1_700_000_000.25, "src")
+    assert list(event.items()) == list(expected.items())

@@ -38,6 +38,7 @@ STREAM = "@stream"
 _NOT_STREAM = re.compile(r"[^\w\-.]", re.ASCII)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 LIBRARY = {"version": __version__, "name": "loghandlers"}  # shared: read-only
+_NONE = object()  # an event without a stream
 
 
 @functools.lru_cache(maxsize=1024)
@@ -84,8 +85,11 @@ class KronosService(Service):
 
     def event(self, fields: dict, created: float, source_id: str) -> dict:
         stream = fields.get("stream")
-        event = {"@time": kronos_time(fields.get("@time"), created), "@library": LIBRARY}
-        event.update((k, v) for k, v in fields.items() if k != "stream" and k != "@time")
+        event = {"@time": 0, "@library": LIBRARY}
+        event.update(fields)  # an "@time" field keeps the first place, converted below
+        event["@time"] = kronos_time(fields.get("@time"), created)
+        if "stream" in event:
+            del event["stream"]
         event.setdefault("sourceId", source_id)
         event[STREAM] = self.default_stream(fields) if stream in (None, "") else stream_name(stream)
         return event
@@ -95,20 +99,26 @@ class KronosService(Service):
         return stream if isinstance(stream, str) and stream else self.default_stream(event)
 
     def encode(self, events: list) -> Request:
-        streams: dict = {}
-        moved = []  # the stream rides in the event until now; lift it out for the wire
-        for event in events:
-            streams.setdefault(self._stream_of(event), []).append(event)
-            if STREAM in event:
-                moved.append((event, event.pop(STREAM)))
-        body = {"events": streams}
-        if self.settings.namespace is not None:
-            body = {"namespace": self.settings.namespace, **body}
+        # the stream rides in the event until now; lift it out for the wire
+        lifted = [event.pop(STREAM, _NONE) for event in events]
         try:
+            first = lifted[0] if lifted else None
+            if isinstance(first, str) and first and lifted.count(first) == len(lifted):
+                streams = {first: events}  # one stream, as a logger's records usually are
+            else:
+                streams = {}
+                for event, stream in zip(events, lifted):
+                    if not (isinstance(stream, str) and stream):
+                        stream = self.default_stream(event)
+                    streams.setdefault(stream, []).append(event)
+            body = {"events": streams}
+            if self.settings.namespace is not None:
+                body = {"namespace": self.settings.namespace, **body}
             text = dumps(body)
         finally:
-            for event, stream in moved:  # put it back: a retry or the spool needs it
-                event[STREAM] = stream
+            for event, stream in zip(events, lifted):  # put it back: a retry or the spool
+                if stream is not _NONE:
+                    event[STREAM] = stream
         return Request(self.endpoint(), text.encode("ascii"), {}, compressible=False)
 
     def judge(self, reply, events: list, policy) -> Verdict:

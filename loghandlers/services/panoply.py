@@ -122,7 +122,9 @@ class PanoplyService(Service):
     def event(self, fields: dict, created: float, source_id: str) -> dict:
         table = fields.get("table")
         event = {"timestamp": iso_utc(created)}
-        event.update((k, v) for k, v in fields.items() if k != "table")
+        event.update(fields)
+        if "table" in event:
+            del event["table"]
         event.setdefault("sourceId", source_id)
         event["__table"] = self.settings.table if table in (None, "") else str(table)
         return event
