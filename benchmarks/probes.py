@@ -8,22 +8,20 @@ import logging
 
 
 def worker_native_id(handler: logging.Handler) -> int | None:
-    """The OS thread id of the thread that drains ``handler`` (ours or a QueueListener's)."""
-    for owner in (getattr(handler, "listener", None), handler):
-        thread = getattr(owner, "_thread", None)
-        if thread is not None:
-            return getattr(thread, "native_id", None)
-    return None
+    """The OS thread id of the thread that drains ``handler`` (its ``listener``)."""
+    return listener_native_id(getattr(handler, "listener", None))
 
 
 def listener_native_id(listener) -> int | None:
+    """The OS thread id of a ``QueueListener`` (ours or the stdlib's) once started."""
     thread = getattr(listener, "_thread", None)
     return getattr(thread, "native_id", None)
 
 
-def convert_one(handler, snapshot) -> dict:
-    """What the worker does to one buffered snapshot before encoding: the service's event."""
-    return handler._convert(snapshot)
+def convert_batch(handler, snapshots: list) -> list:
+    """What the worker does to a batch of buffered snapshots before packing: the service's
+    events (fields, ``Service.event``, ``freeze``)."""
+    return handler._convert_batch(snapshots)
 
 
 def fit_batch(handler, events: list) -> list:

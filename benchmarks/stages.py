@@ -11,7 +11,7 @@ import time
 import zlib
 
 from common import LOGGER_NAME, MESSAGE, make_record, our_options
-from probes import convert_one, fit_batch, transport_of
+from probes import convert_batch, fit_batch, transport_of
 
 # --------------------------------------------------------------------------- worker stages
 
@@ -75,7 +75,7 @@ def stages_of(ctx, name: str, cls) -> dict:
         records = [make_record(i) for i in range(size)]
         cap_cpu, _, snaps = _timed(lambda: [capture(r, None) for r in records], repeats)
         base_cpu, _, _ = _timed(lambda: [base_fields(s, None) for s in snaps], repeats)
-        conv_cpu, _, events = _timed(lambda: [convert_one(handler, s) for s in snaps], repeats)
+        conv_cpu, _, events = _timed(lambda: convert_batch(handler, snaps), repeats)
         dumps_cpu, _, text = _timed(lambda: dumps(events), repeats)
         enc_cpu, _, request = _timed(lambda: handler.service.encode(events), repeats)
         fit_cpu, _, parts = _timed(lambda: fit_batch(handler, events), repeats)
@@ -146,7 +146,7 @@ def gzip_levels(ctx) -> dict:
     handler = ctx.ours[name](**options)
     try:
         size = handler.settings.batch_size
-        events = [convert_one(handler, capture(make_record(i), None)) for i in range(size)]
+        events = convert_batch(handler, [capture(make_record(i), None) for i in range(size)])
         body = handler.service.encode(events).body
     finally:
         handler.close(timeout=1)
@@ -196,7 +196,7 @@ def snapshot_bytes(ctx) -> dict:
         per_event = None
         if handler is not None:
             event_base = tracemalloc.get_traced_memory()[0]
-            events = [convert_one(handler, s) for s in snaps]
+            events = convert_batch(handler, snaps)
             parts = fit_batch(handler, events)
             per_event = (tracemalloc.get_traced_memory()[0] - event_base) / len(events)
             del events, parts
