@@ -247,6 +247,18 @@ def _fields_from_json_formatter(snapshot: dict, formatter) -> dict:
 _NATIVE = frozenset({str, int, float, bool, type(None)})
 
 
+#: shared read-only values of JSON's types that services put in every event (Kronos's
+#: ``@library``), by id: freeze passes them through instead of copying them each time
+_CONSTANTS: dict = {}
+
+
+def json_constant(value: Any) -> Any:
+    """Mark ``value`` (made of JSON's own types, never mutated, kept alive by the caller's
+    module) as one :func:`freeze` passes through; returns it."""
+    _CONSTANTS[id(value)] = value
+    return value
+
+
 def freeze(event: Any) -> tuple[dict, int]:
     """``event`` made of JSON's own types only, and how many values became placeholders.
 
@@ -261,6 +273,8 @@ def freeze(event: Any) -> tuple[dict, int]:
     if type(event) is dict:
         for key, value in event.items():
             if type(value) not in _NATIVE or type(key) is not str:
+                if id(value) in _CONSTANTS and type(key) is str:
+                    continue
                 break
         else:
             return event, 0  # the common case: nothing to do
@@ -273,7 +287,7 @@ def freeze(event: Any) -> tuple[dict, int]:
 
 def _frozen(value: Any, bad: list, depth: int, seen: frozenset) -> Any:
     kind = type(value)
-    if kind in _NATIVE:
+    if kind in _NATIVE or id(value) in _CONSTANTS:
         return value
     try:
         if issubclass(kind, enum.Enum):

@@ -28,7 +28,7 @@ from collections import Counter
 
 from ..handler import BatchingHandler
 from ..options import Option, optional_text
-from ..records import dumps
+from ..records import dumps, json_constant
 from ..service import DELIVERED, RETRY, Service, Verdict
 from ..transport import Request
 from ..version import __version__
@@ -37,7 +37,7 @@ MAX_STREAM = 2048
 STREAM = "@stream"
 _NOT_STREAM = re.compile(r"[^\w\-.]", re.ASCII)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-LIBRARY = {"version": __version__, "name": "loghandlers"}  # shared: read-only
+LIBRARY = json_constant({"version": __version__, "name": "loghandlers"})  # shared: read-only
 _NONE = object()  # an event without a stream
 
 
