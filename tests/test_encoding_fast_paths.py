@@ -266,3 +266,73 @@ def test_panoply_event_is_what_it_was(panoply, fields):
     event = panoply.event(fields, 1_700_000_000.25, "src")
     expected = panoply_event_reference(panoply, fields, 1_700_000_000.25, "src")
     assert list(event.items()) == list(expected.items())
+
+
+def test_kronos_events_pass_freeze_without_a_copy(kronos):
+    """issue 14: the shared ``@library`` value is JSON already, so freezing a Kronos event
+    (on the worker, for every record) returns it as it is instead of copying it deeply."""
+    from loghandlers.records import freeze
+
+    event = kronos.event({"message": "m", "level": "INFO", "logger": "a"}, 1.5, "src")
+    frozen, bad = freeze(event)
+    assert frozen is event and bad == 0
+    poisoned = {**event, "x": object()}  # anything else still gets its freezing
+    frozen, _ = freeze(poisoned)
+    assert frozen is not poisoned and frozen["@library"] == event["@library"]
+
+
+# ----------------------------------------------------------------------------- Initial State
+def initialstate_body_reference(events):
+    """Each record's fields as ``{"key", "value", "epoch"}`` events (``epoch`` left out when
+    the record has no number for it), in one JSON array."""
+    out = []
+    for record in events:
+        epoch = record.get("")
+        for key, value in record.items():
+            if key == "":
+                continue
+            event = {"key": key, "value": value}
+            if isinstance(epoch, (int, float)):
+                event["epoch"] = epoch
+            out.append(event)
+    return dumps(out).encode("ascii")
+
+
+IS_VALUES = st.one_of(
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    PLAIN_TEXT,
+    st.sampled_from(['"epoch": 0}', '{"epoch": 0}', "\ud800"]),
+    st.just({"epoch": 0}),  # a value whose own JSON holds the slot the encoder uses
+    st.just([{"a": 1, "epoch": 0}]),
+)
+IS_RECORD = st.builds(
+    lambda epoch, fields: {**({"": epoch} if epoch is not None else {}), **fields},
+    st.one_of(
+        st.none(),
+        st.floats(min_value=0, max_value=4e9),
+        st.integers(0, 2**40),
+        st.sampled_from([float("nan"), True, "1.5", 1_700_000_000.123456789]),
+    ),
+    st.dictionaries(st.one_of(PLAIN_TEXT, st.just("epoch")), IS_VALUES, min_size=1, max_size=4),
+)
+
+
+@pytest.fixture(scope="module")
+def initialstate():
+    from loghandlers import InitialStateHandler
+
+    handler = InitialStateHandler(
+        url="http://127.0.0.1:9", access_key="a", bucket_key="b", spool_dir=""
+    )
+    yield handler.service
+    handler.close(timeout=1)
+
+
+@SETTINGS
+@given(st.lists(IS_RECORD, min_size=1, max_size=8))
+def test_initialstate_epoch_written_once_per_record_is_the_same_wire(initialstate, records):
+    """issue 14: Initial State writes each record's epoch text once (not once per field),
+    and the body is byte for byte the per-event encoding."""
+    assert initialstate.encode(records).body == initialstate_body_reference(records)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 from ..handler import BatchingHandler
 from ..options import Option, optional_text, text
@@ -46,6 +47,37 @@ def is_value(value):
         return value
     encoded = dumps(value)
     return json.loads(encoded) if encoded.startswith('"') else encoded
+
+
+#: what ends an event written with an epoch slot; no string's JSON text holds it (its
+#: quotes would be escaped), only a value's nested ``"epoch": 0`` could
+_EPOCH_SLOT = '"epoch": 0}'
+
+
+def _number_text(value) -> str:
+    """An epoch's JSON text, as the batch's ``dumps`` would write it."""
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return dumps(value)
+
+
+def _wire_events(events: list, slots: bool) -> tuple[list, list]:
+    """Each record's ``{"key", "value", "epoch"}`` events; with ``slots`` every epoch is a 0
+    and the second list holds the text that ends each such event instead."""
+    out: list = []
+    epochs: list = []
+    for record in events:
+        epoch = record.get(EPOCH)
+        if isinstance(epoch, (int, float)):
+            mark = 0 if slots else epoch
+            out += [{"key": k, "value": v, "epoch": mark} for k, v in record.items() if k != EPOCH]
+            if slots:
+                epochs += [f'"epoch": {_number_text(epoch)}}}'] * (len(record) - 1)
+        else:
+            out += [{"key": k, "value": v} for k, v in record.items() if k != EPOCH]
+    return out, epochs
 
 
 def _header_safe(value: str) -> bool:
@@ -123,17 +155,19 @@ class InitialStateService(Service):
         return Request(url, dumps(body).encode("ascii"), self._headers(), compressible=False)
 
     def encode(self, events: list) -> Request:
-        out = []
-        for record in events:
-            epoch = record.get(EPOCH)
-            if isinstance(epoch, (int, float)):
-                out += [
-                    {"key": k, "value": v, "epoch": epoch} for k, v in record.items() if k != EPOCH
-                ]
-            else:
-                out += [{"key": k, "value": v} for k, v in record.items() if k != EPOCH]
-        body = dumps(out).encode("ascii")
-        return Request(self.endpoint(), body, self._headers(), compressible=False)
+        """One JSON array of every record's events. A record's epoch is written once (its
+        float's text costs more than the rest of an event), not once per field: each event
+        carries a 0 in its place, and one split and one join put the texts in."""
+        out, epochs = _wire_events(events, slots=True)
+        text = dumps(out)
+        pieces = text.split(_EPOCH_SLOT)
+        if len(pieces) == len(epochs) + 1:
+            merged = [""] * (2 * len(epochs) + 1)
+            merged[0::2], merged[1::2] = pieces, epochs
+            text = "".join(merged)
+        else:  # a value's own text holds the slot (a nested "epoch": 0): write them all out
+            text = dumps(_wire_events(events, slots=False)[0])
+        return Request(self.endpoint(), text.encode("ascii"), self._headers(), compressible=False)
 
     def judge(self, reply, events: list, policy) -> Verdict:
         status = reply.status
