@@ -28,7 +28,8 @@ wait either: the ``close()`` that follows drains. Records logged to a closed han
 it still drains, then to the open handler that replaced it (same service and identity),
 else to the spool, else they are counted (``dropped``) and reported.
 
-Threading: callers write ``_emitted`` (lock-free, before appending) and append to
+Threading: callers count ``_emitted_counter`` (an ``itertools.count``: atomic, no lock;
+before appending) and append to
 ``_buffer``; the worker alone takes from it (through the ledger). ``_closed``,
 ``_fast_pid`` and ``_close_deadline`` are written by the closing thread; ``_intake_open``
 under ``_late_lock`` by the worker (once, at the end of its drain) and read under it by late
@@ -38,6 +39,7 @@ Starting the worker and noticing a fork happen under the module's ``_START_LOCK`
 
 from __future__ import annotations
 
+import itertools
 import logging
 import logging.handlers
 import os
@@ -132,7 +134,9 @@ class BatchingHandler(logging.Handler):
         self._wake = threading.Event()
         # wake the worker before the buffer can overflow, even if a batch could hold it all
         self._wake_at = max(1, min(s.batch_size, s.max_queue_size // 4))
-        self._emitted = 0
+        # emitted: a C counter, since ``+= 1`` from many threads loses counts (3.9)
+        self._emitted_counter = itertools.count()
+        self._count_one = self._emitted_counter.__next__
         self._suppressed = 0
         self._ledger = Ledger()
         self._stats = Stats()
@@ -174,7 +178,7 @@ class BatchingHandler(logging.Handler):
         return f"{type(self).__name__}({shown})"
 
     def _emitted_so_far(self) -> int:
-        return self._emitted
+        return int(repr(self._emitted_counter)[6:-1])  # "count(N)": N counted so far
 
     def _ready_to_accept(self) -> bool:
         """The slow path of every append: notice a fork made behind Python's back, start
@@ -258,7 +262,7 @@ class BatchingHandler(logging.Handler):
         if self._fast_pid != _getpid() and not self._ready_to_accept():
             self._late([snapshot])
             return
-        self._emitted += 1
+        self._count_one()
         buffer = self._buffer
         buffer.append(snapshot)
         if len(buffer) >= self._wake_at and not self._wake.is_set():
@@ -269,7 +273,7 @@ class BatchingHandler(logging.Handler):
         if self._fast_pid != _getpid() and not self._ready_to_accept():
             self._late([item])
             return
-        self._emitted += 1
+        self._count_one()
         buffer = self._buffer
         buffer.append(item)
         if len(buffer) >= self._wake_at and not self._wake.is_set():
@@ -317,7 +321,8 @@ class BatchingHandler(logging.Handler):
         """Records (or events) given to this handler after ``close()``."""
         with self._late_lock:
             if self._intake_open:  # the worker still drains: it takes these too
-                self._emitted += len(items)
+                for _ in items:
+                    self._count_one()
                 buffer = self._buffer
                 buffer.extend(items)
                 if len(buffer) >= self._wake_at:
@@ -394,7 +399,7 @@ class BatchingHandler(logging.Handler):
             return not self._buffer and self._ledger.idle()
         if not self.listener.is_alive():
             return False
-        return self.listener.request_flush(self._emitted).wait(timeout)
+        return self.listener.request_flush(self._emitted_so_far()).wait(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Drain within ``close_timeout`` (or ``timeout``); spool what is left, then stop."""

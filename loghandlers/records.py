@@ -268,7 +268,8 @@ def freeze(event: Any) -> tuple[dict, int]:
     here, once, so that encoding, retrying and spooling never run it. A value that fails
     becomes ``"<unrepresentable T>"`` and costs nothing else: one poisoned record never
     costs its neighbours. Type tests use ``type()``, never ``isinstance`` (which asks the
-    object's ``__class__``).
+    object's ``__class__``). Bytes stay bytes (immutable, no user code; a service such as
+    OTLP ships them as such, JSON text shows them decoded).
     """
     if type(event) is dict:
         for key, value in event.items():
@@ -294,6 +295,8 @@ def _frozen(value: Any, bad: list, depth: int, seen: frozenset) -> Any:
             return _frozen(value.value, bad, depth + 1, seen)
         if issubclass(kind, (str, int, float)):  # a subclass: the C encoder reads its value
             return value
+        if issubclass(kind, (bytes, bytearray, memoryview)):  # a service may want bytes
+            return bytes(value)
         if depth >= _MAX_DEPTH:
             return "<too deep>"
         if id(value) in seen:

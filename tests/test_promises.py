@@ -11,6 +11,7 @@ import logging
 import logging.config
 import os
 import pathlib
+import signal
 import stat
 import subprocess
 import sys
@@ -280,6 +281,42 @@ def test_close_is_bounded_while_user_code_blocks_conversion(server, make_handler
         assert balances(handler.stats()), handler.stats()
     finally:
         release.set()
+
+
+def test_sigterm_during_a_blocked_close_still_ends_the_process(server, tmp_path):
+    """issue 9 item 6: a SIGTERM arriving while close() waits on blocked user code ends
+    the process, within close_timeout and a small constant."""
+    code = (
+        "import logging, sys, time\n"
+        "from loghandlers import JSONHandler\n"
+        "class Block(logging.Formatter):\n"
+        "    def format(self, record):\n"
+        "        time.sleep(60)\n"
+        "        return 'never'\n"
+        f"h = JSONHandler(url={server.url!r}, spool_dir={str(tmp_path)!r},"
+        " close_timeout=2, flush_interval=0.05)\n"
+        "h.setFormatter(Block())\n"
+        "log = logging.getLogger('x'); log.addHandler(h); log.warning('stuck')\n"
+        "time.sleep(0.3)\n"
+        "print('closing', flush=True)\n"
+        "h.close()\n"
+        "time.sleep(60)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGHANDLERS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "closing"
+        time.sleep(0.3)
+        started = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == -signal.SIGTERM
+        assert time.monotonic() - started < 15
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ----------------------------------------------------------------------------- items 8, 9

@@ -500,7 +500,7 @@ def test_eight_threads_no_deadlock_exact_accounting_bounded_memory(tmp_path):
 
         def sample():  # resident memory against progress, every 10 ms
             while not stop_sampling.wait(0.01):
-                samples.append((handler._emitted, rss_bytes()))
+                samples.append((handler.stats()["emitted"], rss_bytes()))
 
         def produce(thread):
             for number in range(PER_THREAD):
