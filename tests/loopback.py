@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass(frozen=True)
@@ -96,16 +97,43 @@ def reset_reply(code: int = 503, sent: int = 10) -> Behaviour:
 
 
 @dataclass
+class Answer:
+    """What a ``respond`` function (see :class:`LoopbackServer`) answers, and which records
+    the request delivered, as the product it plays would count them."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    records: list = field(default_factory=list)
+
+
+def refuse(code: int, why: str) -> Answer:
+    """A non-2xx answer with a JSON ``{"error": why}`` body."""
+    return Answer(code, json.dumps({"error": why}).encode())
+
+
+@dataclass
 class Captured:
     """One request as it arrived; ``outcome`` is "accepted" or the behaviour's kind."""
 
     method: str
-    path: str  # the request target as sent (path and any query)
+    target: str  # the request target as sent (path and any query)
     headers: list  # (name, value) in wire order
     body: bytes  # raw, as received (b"" when not kept)
-    outcome: str
+    outcome: str  # "accepted" (2xx), "refused" (a respond() non-2xx) or the behaviour's kind
+    status: int | None = None  # the status answered, if one was
     arrived: float = field(default_factory=time.monotonic)
     wall: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> str:
+        """The target's path, without the query."""
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict:
+        """The target's query, as ``{name: [values]}``."""
+        return parse_qs(urlsplit(self.target).query)
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (any case), or None."""
@@ -124,6 +152,14 @@ class Captured:
     def json(self) -> Any:
         """The decoded body as JSON, or None when it is not JSON."""
         return _json_or_none(self.headers, self.body)
+
+    def ndjson(self) -> list:
+        """One JSON object per line; every line (the last one too) ends in a newline."""
+        text = self.decoded().decode("utf-8")
+        assert text.endswith("\n"), "an NDJSON body ends with a newline"
+        records = [json.loads(line) for line in text[:-1].split("\n")]
+        assert all(isinstance(r, dict) for r in records)
+        return records
 
 
 def _decoded(headers: list, raw: bytes) -> bytes:
@@ -150,6 +186,9 @@ class LoopbackServer:
     """``with LoopbackServer() as server:`` ... ``server.url``, ``server.requests``.
 
     ``default`` answers once the script is empty (200, empty body, unless given).
+    ``respond(captured) -> Answer`` instead checks each request the way a real product
+    would (path, credentials, body shape) and says which records it accepted: they are
+    kept in ``records`` (an exception in it is a 400, as the product would refuse).
     ``keep=False`` stores no bodies and no events (only ``event_count`` and outcomes), for
     load tests; ``on_events(events)`` sees every accepted JSON array, on the server's
     thread; ``ssl_context`` serves HTTPS; ``port`` binds a given port (e.g. one a test
@@ -163,8 +202,11 @@ class LoopbackServer:
         keep: bool = True,
         on_events: Callable[[list], None] | None = None,
         ssl_context: Any = None,
+        respond: Callable[[Captured], Answer] | None = None,
     ) -> None:
         self.default = default or ok()
+        self.respond = respond
+        self.records: list = []
         self.script: deque = deque()
         self.requests: list[Captured] = []
         self.events: list = []
@@ -225,6 +267,10 @@ class LoopbackServer:
         """Block until ``count`` requests arrived; False if ``timeout`` passed first."""
         return self._wait(lambda: len(self.requests) >= count, timeout)
 
+    def wait_for_records(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until ``respond`` accepted ``count`` records; False if ``timeout`` passed."""
+        return self._wait(lambda: len(self.records) >= count, timeout)
+
     def wait_for_events(self, count: int, timeout: float = 10.0) -> bool:
         """Block until ``count`` events were accepted; False if ``timeout`` passed first."""
         return self._wait(lambda: self.event_count >= count, timeout)
@@ -246,8 +292,11 @@ class LoopbackServer:
             return self.script.popleft() if self.script else self.default
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        behaviour = self._next()
         length = int(handler.headers.get("Content-Length") or 0)
+        if self.respond is not None:
+            self._serve_respond(handler, handler.rfile.read(length) if length else b"")
+            return
+        behaviour = self._next()
         if behaviour.kind == "reset":
             handler.rfile.read(min(length, 10))
             _reset(handler)
@@ -265,8 +314,29 @@ class LoopbackServer:
             behaviour.kind in ("answer", "slow", "reset_reply", "delayed")
             and 200 <= behaviour.status < 300
         )
-        self._record(handler, raw, "accepted" if accepted else behaviour.kind)
+        answered = behaviour.kind in ("answer", "slow", "reset_reply", "huge")
+        self._record(
+            handler,
+            raw,
+            "accepted" if accepted else behaviour.kind,
+            behaviour.status if answered else None,
+        )
         getattr(self, f"_send_{behaviour.kind}")(handler, behaviour)
+
+    def _serve_respond(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        assert self.respond is not None
+        captured = self._captured(handler, raw, "accepted")
+        try:
+            answer = self.respond(captured)
+        except Exception as exc:  # a shape the product would refuse
+            answer = refuse(400, f"{type(exc).__name__}: {exc}")
+        captured.status = answer.status
+        if not 200 <= answer.status < 300:
+            captured.outcome = "refused"
+        with self._changed:
+            self.records.extend(answer.records)
+        self._keep(captured, raw)
+        self._send_answer(handler, Behaviour("answer", answer.status, answer.headers, answer.body))
 
     def _send_answer(self, handler: BaseHTTPRequestHandler, behaviour: Behaviour) -> None:
         data, content_type = _as_bytes(behaviour.body)
@@ -341,15 +411,26 @@ class LoopbackServer:
         except OSError:
             handler.close_connection = True
 
-    def _record(self, handler: BaseHTTPRequestHandler, raw: bytes, outcome: str) -> None:
-        captured = Captured(
+    def _captured(self, handler: BaseHTTPRequestHandler, raw: bytes, outcome: str) -> Captured:
+        return Captured(
             handler.command,
             handler.path,
             list(handler.headers.items()),
             raw if self.keep else b"",
             outcome,
         )
-        parsed = _json_or_none(captured.headers, raw) if outcome == "accepted" else None
+
+    def _record(
+        self, handler: BaseHTTPRequestHandler, raw: bytes, outcome: str, code: int | None = None
+    ) -> None:
+        captured = self._captured(handler, raw, outcome)
+        captured.status = code
+        self._keep(captured, raw)
+
+    def _keep(self, captured: Captured, raw: bytes) -> None:
+        """Record the request; an accepted JSON array's items count as events."""
+        accepted = captured.outcome == "accepted"
+        parsed = _json_or_none(captured.headers, raw) if accepted else None
         with self._changed:
             self.requests.append(captured)
             if isinstance(parsed, list):

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: E4
 
 from loghandlers import OTLPHandler  # noqa: E402
 from loghandlers.services.otlp import severity_number  # noqa: E402
-from tests.receivers import Answer, Receiver, refuse  # noqa: E402
+from tests.loopback import Answer, LoopbackServer, refuse  # noqa: E402
 
 TOKEN = "otlp-5ecr3t+Tok/9Zq"
 
@@ -38,7 +38,7 @@ def otlp_receiver(token: str | None = None, reply=None):
             return refuse(404, f"no {request.method} {request.path}")
         if request.header("Content-Type") != "application/json":
             return refuse(415, "want application/json")
-        decoded = json_format.Parse(request.body, ExportLogsServiceRequest())
+        decoded = json_format.Parse(request.decoded(), ExportLogsServiceRequest())
         records = [
             (scope.scope.name, record)
             for resource in decoded.resource_logs
@@ -78,7 +78,7 @@ def make(receiver, tmp_path, **options) -> OTLPHandler:
 def test_a_batch_is_one_resource_with_one_scope_per_logger(tmp_path):
     """issue 13: resource attributes (service.name, host.name, process.pid, the
     resource_attributes option), one scopeLogs per logger name in first-seen order."""
-    with Receiver(otlp_receiver()) as receiver:
+    with LoopbackServer(respond=otlp_receiver()) as receiver:
         handler = make(
             receiver,
             tmp_path,
@@ -98,7 +98,7 @@ def test_a_batch_is_one_resource_with_one_scope_per_logger(tmp_path):
                 log.removeHandler(handler)
             handler.close(timeout=2)
         (request,) = receiver.requests
-        decoded = json_format.Parse(request.body, ExportLogsServiceRequest())
+        decoded = json_format.Parse(request.decoded(), ExportLogsServiceRequest())
         (resource_logs,) = decoded.resource_logs
         resource = {
             kv.key: json_format.MessageToDict(kv.value) for kv in resource_logs.resource.attributes
@@ -116,7 +116,7 @@ def test_int64_fields_are_decimal_strings_and_enums_integers(tmp_path):
     """issue 13: the protobuf JSON mapping as OTLP uses it: timeUnixNano,
     observedTimeUnixNano and intValue as strings, severityNumber an integer,
     lowerCamelCase keys."""
-    with Receiver(otlp_receiver()) as receiver:
+    with LoopbackServer(respond=otlp_receiver()) as receiver:
         handler = make(receiver, tmp_path)
         log = quiet_logger("otlp.types")
         log.addHandler(handler)
@@ -169,7 +169,7 @@ def test_severity_follows_the_data_models_mapping_of_python_levels(levelno, numb
     """issue 13: severityNumber per the logs data model (the SDK's std_to_otel) and
     severityText as the data model displays WARNING/CRITICAL."""
     assert severity_number(levelno) == number
-    with Receiver(otlp_receiver()) as receiver:
+    with LoopbackServer(respond=otlp_receiver()) as receiver:
         handler = make(receiver, tmp_path)
         log = quiet_logger("otlp.levels")
         log.addHandler(handler)
@@ -192,7 +192,7 @@ def test_attributes_are_typed_and_the_exception_and_code_location_are_attributes
     class Boom(Exception):
         pass
 
-    with Receiver(otlp_receiver()) as receiver:
+    with LoopbackServer(respond=otlp_receiver()) as receiver:
         handler = make(receiver, tmp_path)
         log = quiet_logger("otlp.attrs")
         log.addHandler(handler)
@@ -245,7 +245,7 @@ def test_attributes_are_typed_and_the_exception_and_code_location_are_attributes
 
 def test_a_logged_dict_is_a_kvlist_body(tmp_path):
     """issue 13: ``log.info({...})`` becomes a ``kvlistValue`` body, not attributes."""
-    with Receiver(otlp_receiver()) as receiver:
+    with LoopbackServer(respond=otlp_receiver()) as receiver:
         handler = make(receiver, tmp_path)
         log = quiet_logger("otlp.dict")
         log.addHandler(handler)
@@ -273,7 +273,7 @@ def test_a_logged_dict_is_a_kvlist_body(tmp_path):
 def test_trace_context_from_the_logging_instrumentation_becomes_trace_and_span_ids(tmp_path):
     """issue 13: ``otelTraceID``/``otelSpanID`` (hex) become traceId/spanId."""
     trace, span = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
-    with Receiver(otlp_receiver()) as receiver:
+    with LoopbackServer(respond=otlp_receiver()) as receiver:
         handler = make(receiver, tmp_path)
         log = quiet_logger("otlp.trace")
         log.addHandler(handler)
@@ -298,7 +298,7 @@ def test_partial_success_counts_the_rejected_records_and_is_not_retried(tmp_path
     def reply(request):
         return Answer(200, json.dumps(partial).encode(), {"Content-Type": "application/json"})
 
-    with Receiver(otlp_receiver(reply=reply)) as receiver:
+    with LoopbackServer(respond=otlp_receiver(reply=reply)) as receiver:
         handler = make(receiver, tmp_path)
         log = quiet_logger("otlp.partial")
         log.addHandler(handler)
@@ -324,7 +324,7 @@ def test_the_specs_retryable_statuses_are_retried(status, tmp_path):
         code = next(answers, 200)
         return Answer(code, b'{"message": "busy"}') if code != 200 else None
 
-    with Receiver(otlp_receiver(reply=reply)) as receiver:
+    with LoopbackServer(respond=otlp_receiver(reply=reply)) as receiver:
         handler = make(receiver, tmp_path, retries=3, backoff=0.01)
         log = quiet_logger(f"otlp.retry{status}")
         log.addHandler(handler)
@@ -343,7 +343,9 @@ def test_the_specs_retryable_statuses_are_retried(status, tmp_path):
 def test_other_failures_are_not_retried(status, tmp_path, capfd):
     """issue 13: every other 4xx/5xx MUST NOT be retried (500 included, unlike the other
     handlers); the Status message is reported."""
-    with Receiver(lambda r: Answer(status, b'{"code": 3, "message": "bad data here"}')) as rcv:
+    with LoopbackServer(
+        respond=lambda r: Answer(status, b'{"code": 3, "message": "bad data here"}')
+    ) as rcv:
         handler = make(rcv, tmp_path, retries=3, backoff=0.01)
         log = quiet_logger(f"otlp.final{status}")
         log.addHandler(handler)
@@ -361,7 +363,7 @@ def test_other_failures_are_not_retried(status, tmp_path, capfd):
 
 def test_a_wrong_token_holds_the_records_and_a_fixed_one_delivers_them(tmp_path, capfd):
     """issue 13: token as for JSON: 401 keeps the records; the fixed handler replays."""
-    with Receiver(otlp_receiver(token=TOKEN)) as receiver:
+    with LoopbackServer(respond=otlp_receiver(token=TOKEN)) as receiver:
         spool = str(tmp_path / "spool")
         wrong = OTLPHandler(url=receiver.url, token="wr0ng-" + TOKEN, spool_dir=spool)
         log = quiet_logger("otlp.token")
@@ -386,7 +388,7 @@ def test_a_wrong_token_holds_the_records_and_a_fixed_one_delivers_them(tmp_path,
 def test_gzip_and_a_url_that_already_ends_in_v1_logs(tmp_path):
     """issue 13: gzip is optional (Content-Encoding: gzip); ``{url}/v1/logs`` is not
     doubled when the url names the path already."""
-    with Receiver(otlp_receiver()) as receiver:
+    with LoopbackServer(respond=otlp_receiver()) as receiver:
         handler = OTLPHandler(
             url=receiver.url + "/v1/logs",
             compression="gzip",
@@ -408,7 +410,7 @@ def test_gzip_and_a_url_that_already_ends_in_v1_logs(tmp_path):
 def test_every_option_works_from_dictconfig_strings_and_the_environment(tmp_path, monkeypatch):
     """issue 13: LOGHANDLERS_OTLP_* variables and dictConfig strings, JSON text for
     resource_attributes and headers."""
-    with Receiver(otlp_receiver(token=TOKEN)) as receiver:
+    with LoopbackServer(respond=otlp_receiver(token=TOKEN)) as receiver:
         monkeypatch.setenv("LOGHANDLERS_OTLP_URL", receiver.url)
         monkeypatch.setenv("LOGHANDLERS_OTLP_TOKEN", TOKEN)
         monkeypatch.setenv("LOGHANDLERS_OTLP_SERVICE_NAME", "from-env")

@@ -1,6 +1,6 @@
 """JSONHandler against receivers that demand their own header and body shape (issue 13).
 
-Every receiver here is a real loopback server (:mod:`tests.receivers`) that answers 401
+Every receiver here is a real loopback server (:mod:`tests.loopback`, with a ``respond`` function) that answers 401
 unless the request carries the credential its auth mode expects, and parses the body the
 way the product would (an array, NDJSON line by line, one object per request).
 """
@@ -20,7 +20,7 @@ import time
 import pytest
 
 from loghandlers import JSONHandler
-from tests.receivers import Answer, Receiver, refuse
+from tests.loopback import Answer, LoopbackServer, refuse
 
 TOKEN = "tok-5ecr3t+9Zq/AbCdEfGh"
 
@@ -75,7 +75,7 @@ def test_each_auth_mode_sends_the_header_its_receiver_requires(mode, tmp_path, c
     """issue 13: headers, token, token_header, token_prefix each reach the receiver as
     the product expects; without them the same receiver refuses (the check can fail)."""
     options, header, expected = AUTH_MODES[mode]
-    with Receiver(array_receiver(header, expected)) as receiver:
+    with LoopbackServer(respond=array_receiver(header, expected)) as receiver:
         handler = JSONHandler(url=receiver.url, spool_dir=str(tmp_path), **options)
         try:
             ship(handler, f"auth_{mode}", "one", "two")
@@ -88,7 +88,7 @@ def test_each_auth_mode_sends_the_header_its_receiver_requires(mode, tmp_path, c
             ship(bare, f"auth_{mode}_bare", "refused")
         finally:
             bare.close(timeout=2)
-        assert receiver.answers[-1].status == 401 and bare.stats()["spooled"] == 1
+        assert receiver.requests[-1].status == 401 and bare.stats()["spooled"] == 1
     texts = [capfd.readouterr().err, repr(handler), repr(handler.settings)]
     assert all(TOKEN not in text for text in texts)
 
@@ -98,7 +98,7 @@ def test_basic_auth_from_url_user_info(tmp_path, capfd):
     %-decoded pair; the password never shows in repr, stats or errors."""
     password = "p@ss/w0rd:+x"
     expected = "Basic " + base64.b64encode(f"ingest:{password}".encode()).decode()
-    with Receiver(array_receiver("Authorization", expected)) as receiver:
+    with LoopbackServer(respond=array_receiver("Authorization", expected)) as receiver:
         url = receiver.url.replace("://", "://ingest:p%40ss%2Fw0rd%3A%2Bx@") + "/in"
         handler = JSONHandler(url=url, spool_dir=str(tmp_path))
         try:
@@ -169,7 +169,7 @@ def test_ndjson_is_one_object_per_line(tmp_path):
         assert request.header("Content-Type") == "application/x-ndjson"
         return Answer(200, records=request.ndjson())
 
-    with Receiver(answer) as receiver:
+    with LoopbackServer(respond=answer) as receiver:
         handler = JSONHandler(url=receiver.url, spool_dir=str(tmp_path), format="ndjson")
         try:
             ship(handler, "ndjson", "a", "multi\nline", "c", user=7)
@@ -178,7 +178,7 @@ def test_ndjson_is_one_object_per_line(tmp_path):
         assert [r["message"] for r in receiver.records] == ["a", "multi\nline", "c"]
         assert all(r["user"] == 7 for r in receiver.records)
         assert len(receiver.requests) == 1
-        assert receiver.requests[0].body.count(b"\n") == 3
+        assert receiver.requests[0].decoded().count(b"\n") == 3
 
 
 def test_object_format_is_one_request_per_record(tmp_path):
@@ -190,7 +190,7 @@ def test_object_format_is_one_request_per_record(tmp_path):
         assert isinstance(record, dict)
         return Answer(202, records=[record])
 
-    with Receiver(answer) as receiver:
+    with LoopbackServer(respond=answer) as receiver:
         handler = JSONHandler(
             url=receiver.url, spool_dir=str(tmp_path), format="object", flush_interval=3600
         )
@@ -206,7 +206,7 @@ def test_object_format_is_one_request_per_record(tmp_path):
 def test_field_names_rename_and_drop_our_fields_only(tmp_path):
     """issue 13: ``field_names`` renames our fields (``@timestamp``, ``text``) and drops
     one mapped to null; ``extra=`` fields keep their names and never replace ours."""
-    with Receiver(lambda r: Answer(200, records=r.json())) as receiver:
+    with LoopbackServer(respond=lambda r: Answer(200, records=r.json())) as receiver:
         handler = JSONHandler(
             url=receiver.url,
             spool_dir=str(tmp_path),
@@ -232,7 +232,7 @@ def test_field_names_naming_a_field_we_do_not_have_is_an_error():
 @pytest.mark.parametrize("kind", ["iso", "epoch_ms", "epoch_s", "epoch_ns"])
 def test_timestamp_format(kind, tmp_path):
     """issue 13: ``timestamp_format``: iso text, or epoch ms/ns integers, or float seconds."""
-    with Receiver(lambda r: Answer(200, records=r.json())) as receiver:
+    with LoopbackServer(respond=lambda r: Answer(200, records=r.json())) as receiver:
         handler = JSONHandler(url=receiver.url, spool_dir=str(tmp_path), timestamp_format=kind)
         before = time.time()
         try:
@@ -268,7 +268,7 @@ def test_a_wrong_token_then_fixed_loses_nothing_and_leaks_nothing(status, tmp_pa
         return Answer(200, records=request.json())
 
     errors = []
-    with Receiver(answer) as receiver:
+    with LoopbackServer(respond=answer) as receiver:
         spool = str(tmp_path / "spool")
         first = JSONHandler(url=receiver.url, spool_dir=spool, token=wrong, flush_interval=3600)
         first.on("error", errors.append)
@@ -316,7 +316,7 @@ def test_a_307_or_308_to_the_same_origin_is_followed_with_the_body(code, tmp_pat
             return refuse(401, "no token")
         return Answer(200, records=request.json())
 
-    with Receiver(answer) as receiver:
+    with LoopbackServer(respond=answer) as receiver:
         handler = JSONHandler(url=receiver.url + "/old", spool_dir=str(tmp_path), token=TOKEN)
         try:
             ship(handler, f"redirect_{code}", "moved")
@@ -330,7 +330,9 @@ def test_a_307_or_308_to_the_same_origin_is_followed_with_the_body(code, tmp_pat
 @pytest.mark.parametrize("code", [301, 302, 303])
 def test_any_other_redirect_is_reported_and_the_records_kept(code, tmp_path, capfd):
     """issue 13: a redirect that would turn the POST into a GET is not followed."""
-    with Receiver(lambda r: Answer(code, headers={"Location": "/elsewhere"})) as receiver:
+    with LoopbackServer(
+        respond=lambda r: Answer(code, headers={"Location": "/elsewhere"})
+    ) as receiver:
         handler = JSONHandler(url=receiver.url + "/in", spool_dir=str(tmp_path))
         try:
             ship(handler, f"redirect_{code}", "kept")
@@ -345,9 +347,11 @@ def test_any_other_redirect_is_reported_and_the_records_kept(code, tmp_path, cap
 
 def test_a_redirect_to_another_origin_is_never_followed(tmp_path, capfd):
     """issue 13: a 307 to another port is another origin: the token stays home."""
-    with Receiver(lambda r: Answer(200, records=r.json())) as stranger:
+    with LoopbackServer(respond=lambda r: Answer(200, records=r.json())) as stranger:
         target = stranger.url + "/steal"
-        with Receiver(lambda r: Answer(307, headers={"Location": target})) as receiver:
+        with LoopbackServer(
+            respond=lambda r: Answer(307, headers={"Location": target})
+        ) as receiver:
             handler = JSONHandler(url=receiver.url, spool_dir=str(tmp_path), token=TOKEN)
             try:
                 ship(handler, "cross_origin", "stays")
@@ -371,7 +375,7 @@ def test_every_new_option_works_from_dictconfig_strings_and_the_environment(tmp_
             return refuse(400, "no tenant")
         return Answer(200, records=request.ndjson())
 
-    with Receiver(answer) as receiver:
+    with LoopbackServer(respond=answer) as receiver:
         monkeypatch.setenv("LOGHANDLERS_JSON_TOKEN", TOKEN)
         monkeypatch.setenv("LOGHANDLERS_JSON_TOKEN_PREFIX", "Splunk")
         logging.config.dictConfig(
