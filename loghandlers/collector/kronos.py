@@ -244,13 +244,13 @@ class Kronos:
 
     def _select(self, body: Dict[str, Any], for_delete: bool) -> Tuple[str, List[Any]]:
         """Events of one stream in (time, id) order, within the request's inclusive bounds."""
-        stream = body.get("stream")
-        if not valid_stream(stream):
-            raise _KronosError(f"InvalidStreamName({short_repr(stream)},)")
+        if not valid_stream(body.get("stream")):
+            raise _KronosError(f"InvalidStreamName({short_repr(body.get('stream'))},)")
+        stream: str = body["stream"]
         namespace = self._namespace(body)
-        end_time = body.get("end_time")
-        if not is_int(end_time):
+        if not is_int(body.get("end_time")):
             raise _KronosError("end_time must be an integer kronos time.")
+        end_time: int = body["end_time"]
         if body.get("start_id") is not None:
             try:
                 start = _id_key(uuid.UUID(str(body["start_id"])))

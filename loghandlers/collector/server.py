@@ -276,7 +276,7 @@ class _Server(ThreadingHTTPServer):
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) we do not need.
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
-        self.server_name, self.server_port = host, port
+        self.server_name, self.server_port = str(host), int(port)
 
     def find_route(self, path: str) -> Optional[Route]:
         route = self.routes.get(path)
@@ -342,6 +342,7 @@ class Collector:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        host = str(host)  # typeshed allows bytes for AF_UNIX; this is always TCP
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
@@ -396,7 +397,7 @@ class Collector:
         """
         waiter = threading.Thread(target=self._server.shutdown, daemon=True)
         waiter.start()
-        host, port = self._server.server_address[:2]
+        host, port = str(self._server.server_address[0]), self._server.server_address[1]
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
         for _ in range(100):
             try:

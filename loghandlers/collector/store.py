@@ -179,18 +179,18 @@ class Store:
 
     def add_bucket(self, key: str, name: str, access_key_present: bool) -> None:
         """Record a bucket; a repeated create (ISStreamer re-sends it) only updates the name."""
-        key, name = _text(key), _text(name)
+        stored_key, stored_name = _text(key), _text(name)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 # INSERT OR IGNORE + UPDATE instead of UPSERT: works with SQLite < 3.24.
                 self._db.execute(
                     "INSERT OR IGNORE INTO buckets VALUES (?, ?, ?, ?)",
-                    (key, name, int(access_key_present), time.time()),
+                    (stored_key, stored_name, int(access_key_present), time.time()),
                 )
                 self._db.execute(
                     "UPDATE buckets SET bucket_name = ?, access_key_present = ? WHERE bucket_key = ?",
-                    (name, int(access_key_present), key),
+                    (stored_name, int(access_key_present), stored_key),
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
