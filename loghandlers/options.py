@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from .transport import redact_userinfo, url_credentials
+from .transport import redact_userinfo
 
 ENV_PREFIX = "LOGHANDLERS_"
 
@@ -156,11 +156,11 @@ def url(value: Any) -> str:
     if value:
         try:
             urlsplit(value).port  # noqa: B018 (raises for a port out of range or not a number)
-        except ValueError as exc:
-            message = redact_userinfo(str(exc))
-            for credential in url_credentials(value):
-                message = message.replace(credential, "****")
-            raise ValueError(message) from None
+        except ValueError:
+            # urllib's message quotes the host or port, where a mistyped password can be
+            raise ValueError(
+                "not a usable URL (bad host or port; %-encode @ : / in a user-info)"
+            ) from None
     return value
 
 

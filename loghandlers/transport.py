@@ -53,7 +53,9 @@ MAX_RETRY_AFTER = 24 * 3600.0
 #: Retry-After as delta-seconds: RFC 9110 says 1*DIGIT; a decimal fraction is tolerated
 _DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 #: ``scheme://user-info@`` anywhere in a text (an authority holds no / ? # or space)
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]*@")
+#: (up to the last ``@`` before a space or quote: a password with a raw ``/`` in it is still
+#: the user's secret, even though a URL parser reads it as the start of the path)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s@'\"]*@")
 
 
 _FORM_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -116,14 +118,22 @@ def url_credentials(url: str) -> list[str]:
     the password alone, and the ``Authorization: Basic`` token requests makes of it.
     (A user name alone is not blanked everywhere: "api" or "user" is no secret, and a
     token given as the user name is the whole user-info.)"""
-    authority = re.split(r"[/?#]", (url or "").partition("://")[2], maxsplit=1)[0]
-    if "@" not in authority:
+    rest = (url or "").partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    # a password with a raw "/" ends the authority early: what precedes the last "@" of
+    # the first word is kept secret too
+    loose = re.split(r"[\s'\"]", rest, maxsplit=1)[0].rpartition("@")[0]
+    loose = "" if loose == authority.rpartition("@")[0] else loose
+    if "@" not in authority and not loose:
         return []  # (parsed by hand: urlsplit refuses some URLs, and says so with the URL)
-    userinfo = authority.rpartition("@")[0]
-    user, _, password = userinfo.partition(":")
-    decoded = f"{unquote(user)}:{unquote(password)}"
-    basic = _basic_token(user, password)
-    found = [userinfo, unquote(userinfo), decoded, password, unquote(password), basic]
+    found = []
+    for userinfo in (authority.rpartition("@")[0], loose):
+        if not userinfo:
+            continue
+        user, _, password = userinfo.partition(":")
+        decoded = f"{unquote(user)}:{unquote(password)}"
+        basic = _basic_token(user, password)
+        found += [userinfo, unquote(userinfo), decoded, password, unquote(password), basic]
     return [item for item in dict.fromkeys(found) if item]
 
 

@@ -351,6 +351,8 @@ def test_url_user_info_never_appears_in_invalid_url_errors(url, tmp_path, capfd)
         "http://user:hunter2%2Fsecret@127.0.0.1:abc/in",
         "http://user:hunter2secret@[::1/in",
         "http://user:hunter2%2Fsecret@\u2100.example/in",
+        "http://127.0.0.1:9:hunter2+Key/9Q@host.example:8080/logs",
+        "http://user:hunter2/secret@host.example/in",
     ],
 )
 def test_url_user_info_never_appears_in_an_option_error(url):
