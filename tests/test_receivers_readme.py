@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.receivers import Answer, Receiver, refuse
+from tests.loopback import Answer, LoopbackServer, refuse
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SECRET = "readme-5ecr3t+Key/9Q"
@@ -117,7 +117,7 @@ def otlp(resource_check):
         except ImportError:  # pragma: no cover (the [test] extra installs them)
             pass
         else:
-            json_format.Parse(request.body, ExportLogsServiceRequest())
+            json_format.Parse(request.decoded(), ExportLogsServiceRequest())
         (resource_logs,) = body["resourceLogs"]
         resource = {a["key"]: a["value"] for a in resource_logs["resource"]["attributes"]}
         resource_check(resource)
@@ -210,7 +210,7 @@ def test_a_readme_snippet_ships_what_its_product_takes(title, tmp_path, capfd):
     """issue 13: the README snippet, configured by dictConfig as written, reaches a
     receiver that checks that product's path, credential header and body shape."""
     name, config = snippets()[title]
-    with Receiver(RECEIVERS[product_of(title)]) as receiver:
+    with LoopbackServer(respond=RECEIVERS[product_of(title)]) as receiver:
         handler_config = {
             **fill(config, receiver.port),
             "spool_dir": str(tmp_path / "spool"),
@@ -239,7 +239,7 @@ def test_a_readme_snippet_ships_what_its_product_takes(title, tmp_path, capfd):
         finally:
             log.removeHandler(handler)
             handler.close(timeout=2)
-        answers = [(a.status, a.body[:200]) for a in receiver.answers]
+        answers = [(r.status, r.outcome) for r in receiver.requests]
         assert all(200 <= status < 300 for status, _ in answers), answers
         assert len(receiver.records) == 2 and stats["sent"] == 2, (answers, stats)
     assert SECRET not in capfd.readouterr().err
