@@ -559,7 +559,11 @@ class HandlerDestination:
         if url:
             settings["url"] = url
         self.placeholder_credentials = False
-        if service == "panoply" and url and not _panoply_credentials_given(settings):
+        if (
+            service == "panoply"
+            and _url_given(settings)
+            and not _panoply_credentials_given(settings)
+        ):
             settings["api_key"] = PLACEHOLDER_API_KEY
             settings["api_secret"] = PLACEHOLDER_API_SECRET
             self.placeholder_credentials = True
@@ -580,6 +584,13 @@ class HandlerDestination:
 
     def close(self, timeout: float) -> None:
         self.handler.close(timeout=timeout)
+
+
+def _url_given(settings: Mapping) -> bool:
+    """A URL chosen by the user (--url, --option url=, or the environment): never SQS."""
+    if settings.get("url"):
+        return True
+    return any(os.environ.get(name) for name in opts.env_names("PANOPLY", "url"))
 
 
 def _panoply_credentials_given(settings: Mapping) -> bool:
@@ -959,6 +970,8 @@ def run_datasource(args: argparse.Namespace, stream: TextIO | None = None) -> in
         destination = HandlerDestination(
             args.service, args.url, _handler_options(args.option), args.timeout
         )
+        if not args.state:
+            console.line("note: no --state FILE: a restart will read everything again")
         if destination.placeholder_credentials:
             console.line(
                 "note: no Panoply credentials configured; sending placeholder ones to --url"

@@ -160,7 +160,8 @@ def runner_env(tmp_path, **extra) -> dict:
 
 def runner_command(source: dict, state, url: str, *more: str) -> list:
     command = [sys.executable, "-m", "loghandlers", "datasource", STREAM]
-    command += ["--source", json.dumps(source), "--url", url, "--batch-size", "10"]
+    command += ["--source", json.dumps(source), "--batch-size", "10"]
+    command += ["--url", url] if url else []
     command += ["--retry-wait", "0.01"]
     if state is not None:
         command += ["--state", str(state)]
@@ -404,6 +405,22 @@ def test_validate_token_takes_a_callable_callback():
     with OAuthAPI(uses=1) as api:
         api.access[api.access_token] = 0  # expired already
         Client = make_client(api, callback=got.append)
+        ds = Client(oauth_source(api), {})
+        assert ds.fetch("x") == "x"
+    assert got == [ds.source["access_token"]]
+
+
+def test_validate_token_calls_a_readme_style_callback_without_self():
+    """issue 12: the README's `def my_callback(new_token)` (no self) works as written."""
+    got = []
+    with OAuthAPI(uses=1) as api:
+        api.access[api.access_token] = 0
+        Client = make_client(api, callback="my_callback")
+
+        def my_callback(new_token):
+            got.append(new_token)
+
+        Client.my_callback = my_callback
         ds = Client(oauth_source(api), {})
         assert ds.fetch("x") == "x"
     assert got == [ds.source["access_token"]]
@@ -841,6 +858,15 @@ def test_runner_delivers_every_row_to_the_destination_table(tmp_path, collector)
     # a finished run's state makes the next run continue from there: nothing new
     again = run_runner(tmp_path, source, state, collector.url)
     assert again.returncode == 0 and collector.count("panoply") == 95
+
+
+def test_the_collector_url_may_come_from_the_environment(tmp_path, collector):
+    """issue 12: LOGHANDLERS_PANOPLY_URL works like --url (placeholder credentials too)."""
+    env = runner_env(tmp_path, LOGHANDLERS_PANOPLY_URL=collector.url)
+    done = run_runner(tmp_path, {"type": "env", "rows": 12}, None, None, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "no --state FILE" in done.stderr
+    assert ids_by_table(collector) == {"env": collections.Counter(range(12))}
 
 
 def test_resume_after_a_crash_mid_run_delivers_every_row_once(tmp_path, collector):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import inspect
 import json
 import logging
 import re
@@ -265,13 +266,37 @@ def validate_token(
             changes = _refresh(self, refresh_url, access_key, refresh_key)
             self.fire("source-change", changes)
             if callback is not None:
-                target = callback if callable(callback) else getattr(self, callback)
-                target(self.source.get(access_key))
+                _call_back(self, callback, self.source.get(access_key))
             return method(self, *args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def _call_back(source: DataSource, callback: str | Callable, token: Any) -> None:
+    """``callback(token)``: a callable, or the name of a method of the data source.
+
+    The SDK's README shows the method as ``def my_callback(new_token)`` (no ``self``);
+    such a method is called as a plain function, so README-literal code works.
+    """
+    if callable(callback):
+        callback(token)
+        return
+    target = getattr(source, callback)
+    function = getattr(target, "__func__", None)
+    if function is not None and _takes_one_argument(function) and not _takes_one_argument(target):
+        function(token)
+    else:
+        target(token)
+
+
+def _takes_one_argument(function: Callable) -> bool:
+    try:
+        inspect.signature(function).bind(None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _refresh(source: DataSource, refresh_url: str, access_key: str, refresh_key: str) -> dict:
