@@ -36,6 +36,7 @@ import base64
 import copy
 import datetime
 import hashlib
+import hmac
 import importlib
 import importlib.util
 import json
@@ -52,6 +53,7 @@ from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from . import options as opts
 from .clients.panoply_datasource import (
+    SECRET_NAME,
     DataSource,
     PanoplyException,
     scrub_text,
@@ -239,23 +241,87 @@ def _fingerprint(salt: str, value: Any) -> str:
     return hashlib.sha256(f"{salt}\0{text}".encode()).hexdigest()
 
 
+SEAL_ROUNDS = 200_000  # PBKDF2 rounds: guessing a weak command-line password stays slow
+
+
+def seal_keys(salt: str, given: Mapping, secret_names: Iterable[str]) -> tuple[bytes, bytes]:
+    """(encryption key, MAC key) derived from the command line's own credentials."""
+    material = json.dumps(sorted(secret_values_in(given, tuple(secret_names))))
+    master = hashlib.pbkdf2_hmac("sha256", material.encode(), salt.encode(), SEAL_ROUNDS)
+    return (
+        hmac.new(master, b"encrypt", hashlib.sha256).digest(),
+        hmac.new(master, b"authenticate", hashlib.sha256).digest(),
+    )
+
+
+def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
+    blocks = (length + 31) // 32
+    stream = b"".join(
+        hmac.new(key, nonce + i.to_bytes(8, "big"), hashlib.sha256).digest() for i in range(blocks)
+    )
+    return stream[:length]
+
+
+def seal(value: Any, keys: tuple[bytes, bytes]) -> dict:
+    """``value`` as JSON, encrypted (HMAC-SHA256 in counter mode) and authenticated."""
+    nonce = secrets.token_bytes(16)
+    plain = dumps(value).encode("utf-8")
+    box = bytes(a ^ b for a, b in zip(plain, _keystream(keys[0], nonce, len(plain))))
+    tag = hmac.new(keys[1], nonce + box, hashlib.sha256).hexdigest()
+    return {
+        "nonce": base64.b64encode(nonce).decode(),
+        "box": base64.b64encode(box).decode(),
+        "tag": tag,
+    }
+
+
+def unseal(sealed: Any, keys: tuple[bytes, bytes]) -> Any:
+    """The sealed value, or None if it was sealed with other credentials (or damaged)."""
+    try:
+        nonce = base64.b64decode(sealed["nonce"])
+        box = base64.b64decode(sealed["box"])
+        tag = hmac.new(keys[1], nonce + box, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(tag, str(sealed["tag"])):
+            return None
+        plain = bytes(a ^ b for a, b in zip(box, _keystream(keys[0], nonce, len(box))))
+        return json.loads(plain.decode("utf-8"))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class StateFile:
     """The bookmark of a run: committed state and source changes, JSON, mode 0600.
 
     Written atomically (a temporary file in the same directory, fsync, rename), so a
     SIGKILL leaves the previous version or the new one, never half of one.
 
-    Holds: ``state`` (the merged state of every delivered batch), ``source_changes``
-    (what the data source fired as ``"source-change"``, e.g. a refreshed OAuth token:
-    providers that rotate refresh tokens invalidate the old one, so it must survive a
-    restart), and for each change a salted hash of the command-line value it replaced:
-    if the command line now gives a different value (the user re-authenticated), the
-    command line wins. Parameters given on the command line are never written here.
+    Holds ``state`` (the merged state of every delivered batch) and what the data source
+    fired as ``"source-change"``. Changed credentials (e.g. a refreshed OAuth token:
+    providers that rotate refresh tokens revoke the old one, so it must survive a restart)
+    are **sealed**: encrypted and authenticated with keys derived (PBKDF2) from the
+    credentials given on the command line, so the file alone does not reveal them, and a
+    command line with other credentials (the user re-authenticated) cannot open them: then
+    the command line wins. Other changes are kept in clear with a salted hash of the
+    command-line value they replaced, and apply only while that value is unchanged.
+    Parameters given on the command line are never written here.
     """
 
-    def __init__(self, path: str | None):
+    def __init__(self, path: str | None, secret_names: Iterable[str] = ()):
         self.path = path
-        self.data: dict = {"format": STATE_FORMAT, "salt": secrets.token_hex(8)}
+        self.secret_names = tuple(secret_names)
+        self.data: dict = {"format": STATE_FORMAT, "salt": secrets.token_hex(16)}
+        self.sealed_changes: dict = {}
+        self.opened = True  # False: sealed changes these credentials cannot open
+        self._keys: tuple | None = None
+
+    def is_secret(self, key: str) -> bool:
+        return key in self.secret_names or bool(SECRET_NAME.search(key))
+
+    def keys(self, given: Mapping) -> tuple[bytes, bytes]:
+        """Derived once per run (the command line does not change during one)."""
+        if self._keys is None:
+            self._keys = seal_keys(self.data.get("salt", ""), given, self.secret_names)
+        return self._keys
 
     def load(self) -> dict:
         if not self.path or not os.path.exists(self.path):
@@ -324,17 +390,32 @@ class StateFile:
         for key, value in (self.data.get("source_changes") or {}).items():
             if origins.get(key) == _fingerprint(salt, given.get(key)):
                 source[key] = value
+        if self.data.get("sealed_changes"):
+            opened = unseal(self.data["sealed_changes"], self.keys(given))
+            self.opened = isinstance(opened, dict)
+            self.sealed_changes = opened if self.opened else {}
+            source.update(self.sealed_changes)
         return source
 
     def record_source_change(self, given: dict, changes: Mapping) -> None:
-        salt = self.data.setdefault("salt", secrets.token_hex(8))
+        salt = self.data.setdefault("salt", secrets.token_hex(16))
         saved = self.data.setdefault("source_changes", {})
         origins = self.data.setdefault("source_origins", {})
+        sealed = False
         for key, value in changes.items():
             if not isinstance(key, str) or key in ("state", "destination"):
                 continue
-            saved[key] = json.loads(dumps(value))
-            origins[key] = _fingerprint(salt, given.get(key))
+            value = json.loads(dumps(value))
+            if self.is_secret(key):
+                self.sealed_changes[key] = value
+                saved.pop(key, None)
+                origins.pop(key, None)
+                sealed = True
+            else:
+                saved[key] = value
+                origins[key] = _fingerprint(salt, given.get(key))
+        if sealed:
+            self.data["sealed_changes"] = seal(self.sealed_changes, self.keys(given))
 
 
 class StateLog:
@@ -699,8 +780,14 @@ class Run:
     # ---- setup
     def prepare(self) -> DataSource:
         self.state_file.check_writable()
+        self.state_file.secret_names += self._secret_names
         data = self.state_file.load()
         source = self.state_file.source_for(self.given_source)
+        if not self.state_file.opened:
+            self.console.line(
+                "note: the credentials saved in the state file were sealed with other "
+                "command-line credentials; using the command line's"
+            )
         validate_source(source, self.config)
         if not source.get("destination"):
             source["destination"] = source["type"]

@@ -532,25 +532,32 @@ def test_states_of_a_failed_read_and_later_mutations_do_not_count():
     assert log.finish() is False
 
 
-def test_state_file_is_private_and_keeps_command_line_secrets_out(tmp_path):
-    """issue 12: tokens from the command line are not written; refreshed ones are, 0600."""
+def test_state_file_is_private_and_seals_changed_credentials(tmp_path):
+    """issue 12: tokens from the command line are not written; refreshed ones are sealed
+    (no form of them in the file), opened only with the same command-line credentials."""
     path = tmp_path / "s.state"
     given = {"type": "t", "access_token": "AT-cli-secret-1", "refresh_token": "RT-cli-secret-1"}
     f = StateFile(str(path))
     f.load()
     f.data["state"] = {"offset": 3}
-    f.record_source_change(given, {"refresh_token": "RT-new-2", "state": "ignored"})
+    changes = {"refresh_token": "RT-new-2", "cursor": "c-9", "state": "ignored"}
+    f.record_source_change(given, changes)
     f.save()
     assert mode_of(path) == 0o600
     text = path.read_text()
-    assert "AT-cli-secret-1" not in text and "RT-cli-secret-1" not in text
-    assert "RT-new-2" in text
+    assert_no_token(text, ["AT-cli-secret-1", "RT-cli-secret-1", "RT-new-2"])
+    assert read_state(path)["source_changes"] == {"cursor": "c-9"}  # not a credential
     again = StateFile(str(path))
     again.load()
-    assert again.source_for(given)["refresh_token"] == "RT-new-2"
+    restored = again.source_for(given)
+    assert restored["refresh_token"] == "RT-new-2" and restored["cursor"] == "c-9"
+    assert again.opened
     # the user re-authenticated: what the command line says now wins
     renewed = {**given, "refresh_token": "RT-cli-secret-3"}
-    assert again.source_for(renewed)["refresh_token"] == "RT-cli-secret-3"
+    third = StateFile(str(path))
+    third.load()
+    assert third.source_for(renewed)["refresh_token"] == "RT-cli-secret-3"
+    assert not third.opened
     assert [p.name for p in tmp_path.iterdir()] == ["s.state"]  # no temporary left
 
 
@@ -682,6 +689,7 @@ def test_source_change_is_saved_at_once_and_given_back(tmp_path):
             if "cursor" not in self.source:
                 self.fire("source-change", {"cursor": "c-2", "access_token": "AT-new-xyz"})
                 raise PanoplyException("stop here", retryable=False)
+            assert self.source["access_token"] == "AT-new-xyz"
             return None
 
     out = io.StringIO()
@@ -699,8 +707,8 @@ def test_source_change_is_saved_at_once_and_given_back(tmp_path):
         )
         assert run.run() == expected
     saved = read_state(tmp_path / "c.state")
-    assert saved["source_changes"] == {"cursor": "c-2", "access_token": "AT-new-xyz"}
-    assert "AT-old-xyz" not in (tmp_path / "c.state").read_text()
+    assert saved["source_changes"] == {"cursor": "c-2"}
+    assert_no_token((tmp_path / "c.state").read_text(), ["AT-old-xyz", "AT-new-xyz"])
 
 
 class Poisoned(dict):
@@ -972,8 +980,8 @@ def test_token_refresh_end_to_end_and_tokens_never_shown(tmp_path, collector):
         assert ids_by_table(collector) == {"oauth": collections.Counter(range(70))}
         assert_no_token(done.stdout + done.stderr, api.issued)
         assert "Revalidating the access token" in done.stderr
-        saved = read_state(state)
-        assert saved["source_changes"]["refresh_token"] == api.refresh_token
+        assert_no_token(state.read_text(), api.issued)  # the refreshed ones are sealed
+        assert read_state(state)["sealed_changes"]
         assert mode_of(state) == 0o600
 
 
@@ -984,6 +992,7 @@ def test_a_careless_data_source_cannot_show_its_token(tmp_path, collector):
         env = runner_env(tmp_path, TEST_DATASOURCE_API=api.url)
         done = run_runner(tmp_path, source, tmp_path / "l.state", collector.url, env=env)
         assert done.returncode == EXIT_FAILED
+        assert_no_token((tmp_path / "l.state").read_text(), api.issued)
         assert "using token **** for" in done.stderr
         assert "access_token=****" in done.stderr and "token=****" in done.stderr
         assert "gave up with token ****" in done.stderr
@@ -1013,6 +1022,7 @@ def test_kill_mid_run_with_rotating_refresh_tokens_then_restart(tmp_path, collec
         assert set(counts) == set(range(150))
         assert sum(n - 1 for n in counts.values()) <= 10
         assert_no_token(out + err + done.stdout + done.stderr, api.issued)
+        assert_no_token(state.read_text(), api.issued)
 
 
 def test_an_unreachable_destination_fails_and_keeps_the_state(tmp_path):
