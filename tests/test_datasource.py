@@ -323,6 +323,28 @@ def test_log_goes_through_logging_and_never_shows_credentials():
     assert_no_token(text, [token, "hunter2!"])
 
 
+def test_credential_names():
+    """issue 12: which source/options keys count as credentials."""
+    from loghandlers.clients.panoply_datasource import SECRET_NAME
+
+    for name in (
+        "access_token",
+        "key",
+        "api_key",
+        "apiKey",
+        "client_secret",
+        "password",
+        "pass",
+        "Authorization",
+        "x-signature",
+        "session_id",
+        "private-key",
+    ):
+        assert SECRET_NAME.search(name), name
+    for name in ("user", "database", "destination", "author", "author_id", "keyword", "table"):
+        assert not SECRET_NAME.search(name), name
+
+
 def test_progress_messages_never_show_credentials():
     """issue 12: a progress message is as safe as a log line."""
     ds = Echo({"type": "t", "api_key": "k-" + "9" * 20}, {})

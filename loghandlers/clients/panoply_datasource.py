@@ -52,7 +52,8 @@ __all__ = [
 
 #: source/options keys whose values are credentials (matched anywhere in the key, any case)
 SECRET_NAME = re.compile(
-    r"token|secret|passw|pwd|api_?key|access_?key|private_?key|credential|auth(?!or)|cookie|session",
+    r"token|secret|passw|pwd|(?:^|[_-])key$|^pass$|api_?key|access_?key|private_?key|credential"
+    r"|auth(?!ors?(?:$|[_-]))|bearer|signature|cookie|session",
     re.IGNORECASE,
 )
 MIN_SECRET_LENGTH = 4  # shorter values would blank ordinary words in every message
