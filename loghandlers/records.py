@@ -78,7 +78,7 @@ def capture(record: logging.LogRecord, exc_formatter: logging.Formatter | None):
             exc_text,
             record.stack_info,
             extras,
-            dict(msg) if isinstance(msg, dict) else None,
+            dict(msg) if _is_dict(msg) else None,
         )
     snapshot = record.__dict__.copy()
     snapshot["message"] = message
@@ -86,6 +86,12 @@ def capture(record: logging.LogRecord, exc_formatter: logging.Formatter | None):
     snapshot["exc_info"] = None  # frees the frames; the text is all we ship
     snapshot["args"] = None
     return snapshot
+
+
+def _is_dict(value: Any) -> bool:
+    """``isinstance(value, dict)`` without asking the object: ``isinstance`` reads
+    ``__class__``, which raises on a lazy object (Django's ``SimpleLazyObject``)."""
+    return issubclass(type(value), dict)
 
 
 class BareValue(str):
@@ -193,14 +199,14 @@ def base_fields(snapshot, formatter: logging.Formatter | None) -> dict:
         return _fields_from_json_formatter(snapshot, formatter)
     msg = snapshot.get("msg")
     message = snapshot["message"]
-    if formatter is not None and not isinstance(msg, dict):
+    if formatter is not None and not _is_dict(msg):
         try:
             message = formatter.format(as_record(snapshot))
         except Exception as exc:
             message = f"{message} <formatter failed: {type(exc).__name__}>"
-    fields = {"message": "" if isinstance(msg, dict) else message}
+    fields = {"message": "" if _is_dict(msg) else message}
     fields["level"], fields["logger"] = snapshot["levelname"], snapshot["name"]
-    if isinstance(msg, dict):
+    if _is_dict(msg):
         fields.update(msg)
     # no exc_info/stack_info fields here: the Formatter's text already ends with them
     extras = extra_fields(snapshot)
@@ -225,7 +231,7 @@ def _fields_from_json_formatter(snapshot: dict, formatter) -> dict:
     record = as_record(snapshot)
     message_dict: dict = {}
     msg = snapshot.get("msg")
-    if isinstance(msg, dict):
+    if _is_dict(msg):
         message_dict = dict(msg)
         record.message = ""
     if "asctime" in getattr(formatter, "_required_fields", ()):
