@@ -195,6 +195,20 @@ class BatchingHandler(logging.Handler):
             self._fast_pid = pid
             return True
 
+    def _notice_fork(self) -> None:
+        """flush() and close() in a child forked without Python's fork hooks that has not
+        logged yet: start afresh first, or they would wait for the parent's worker (which
+        does not exist here) and count the parent's records as this process's."""
+        if self._pid == _getpid():
+            return
+        locked = _START_LOCK.acquire(timeout=1.0)  # a parent's thread may have held it
+        try:
+            if self._pid != _getpid():
+                self._forked_without_hooks()
+        finally:
+            if locked:
+                _START_LOCK.release()
+
     def _forked_without_hooks(self) -> None:
         """uWSGI (without ``--py-call-osafterfork``) and C extensions fork without running
         ``os.register_at_fork`` hooks: do here what the hook would have done."""
@@ -390,6 +404,7 @@ class BatchingHandler(logging.Handler):
         under the handler's lock (``logging.shutdown()``, ``dictConfig``) it does not wait:
         the ``close()`` that follows drains.
         """
+        self._notice_fork()
         if self._under_own_lock():
             self._wake.set()
             return not self._buffer and self._ledger.idle()
@@ -416,6 +431,7 @@ class BatchingHandler(logging.Handler):
     def begin_close(self, timeout: float | None = None, linger: bool = False) -> None:
         """Start draining (non-blocking); every wait and retry ends by the deadline.
         ``linger``: the worker keeps taking late records until then (a reload)."""
+        self._notice_fork()
         if self._closed:
             return  # a drain is under way or done: a second close waits for it
         limit = self.settings.close_timeout if timeout is None else timeout
