@@ -533,7 +533,7 @@ def _logging_lock_held_here() -> bool:
         probe.start()
     except RuntimeError:
         return False
-    probe.join(0.1)
+    probe.join(0.05)
     return probe.is_alive()
 
 

@@ -84,6 +84,7 @@ class Spool:
         if self._ready:
             return
         try:
+            _check_ancestors(self.root)
             self._private_directory(self.root, parents=True)
             self._private_directory(self.directory, parents=False)
             self._describe()
@@ -366,6 +367,26 @@ def read_identity(directory: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _check_ancestors(path: str) -> None:
+    """A symlink on the way to the spool root is fine if root or we made it (``/var/run``,
+    a home on another disk), not if another user did: they could point it elsewhere."""
+    mine = os.geteuid() if hasattr(os, "geteuid") else None
+    probe = os.path.dirname(path)
+    while True:
+        try:
+            info = os.lstat(probe)
+        except OSError:
+            info = None
+        if info is not None and stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, mine):
+            raise SpoolUnusable(
+                f"spool_dir: {probe!r} is a symlink of uid {info.st_uid}; not followed"
+            )
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return
+        probe = parent
 
 
 def _fchmod_private(path: str) -> None:

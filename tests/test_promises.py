@@ -400,6 +400,24 @@ def test_a_spool_dir_owned_by_someone_else_is_refused(tmp_path, logger, capfd):
     assert "spool_dir" in capfd.readouterr().err
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make another user's symlink")
+def test_a_spool_root_reached_through_another_users_symlink_is_refused(tmp_path, logger):
+    """issue 9 item 9: a symlink on the way to the spool root that another user made (and
+    could repoint) is not followed."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "shared"
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    with LoopbackServer(default=hang(5)) as server:
+        handler = JSONHandler(url=server.url, spool_dir=str(link / "spool"), retries=0)
+        logger.addHandler(handler)
+        logger.info("not through theirs")
+        handler.close(timeout=0.5)
+    assert list(target.iterdir()) == []
+    assert handler.stats()["failed"] == 1
+
+
 # ----------------------------------------------------------------------------- item 12
 def test_flush_registered_with_atexit_is_bounded_and_quiet(tmp_path):
     """issue 9 item 12: atexit.register(handler.flush) neither crashes nor waits past
