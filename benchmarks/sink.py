@@ -126,7 +126,12 @@ def _panoply_records(body: bytes) -> int:
     """
     for field in body.split(b"&"):
         if field.startswith(b"MessageBody="):
-            message = unquote_to_bytes(field[12:].replace(b"+", b" "))
+            encoded = field[12:]
+            if b"\n" not in encoded and b"%0a" not in encoded:
+                # the usual case, counted without unquoting (a Python step per escape,
+                # ~25 ms for a 256 KiB body: time the client would wait for the sink)
+                return sum(1 for chunk in encoded.split(b"%0A%0A") if chunk.strip(b"+"))
+            message = unquote_to_bytes(encoded.replace(b"+", b" "))
             return sum(1 for chunk in message.split(b"\n\n") if chunk.strip())
     raise ValueError("no MessageBody")
 
