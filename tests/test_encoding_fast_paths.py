@@ -31,7 +31,7 @@ SETTINGS = settings(
     suppress_health_check=list(HealthCheck),
 )
 MARKS = [
-    "\x00loghandlers:record-end\x00",  # Panoply's batch mark, as a value a user might log
+    "\x00",  # Panoply's batch mark, as a value a user might log
     ", ",
     "\n\n",
     "%0A%0A",

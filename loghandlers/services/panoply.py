@@ -43,7 +43,7 @@ RECORD_END = "%0A%0A"
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, default=json_default)
 #: a string put between the events of a batch so one encoder call writes them all; as JSON
 #: it sits between two ", " separators, where no event's own text can hold it whole
-_MARK = "\x00loghandlers:record-end\x00"
+_MARK = "\x00"
 _MARK_TEXT = ", " + json.dumps(_MARK) + ", "
 #: a \\uXXXX high surrogate not followed by a low one, or a low one not preceded by a high
 #: one (the test :func:`loghandlers.records.dumps` makes before it mends them)
