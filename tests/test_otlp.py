@@ -32,13 +32,14 @@ def otlp_receiver(token: str | None = None, reply=None):
     instead once the request is known to be well-formed."""
 
     def answer(request):
+        # every body we send is decoded, refused or not: a malformed one fails the test
+        decoded = json_format.Parse(request.decoded(), ExportLogsServiceRequest())
         if token is not None and request.header("Authorization") != f"Bearer {token}":
             return refuse(401, "unauthenticated")
         if request.path != "/v1/logs" or request.method != "POST":
             return refuse(404, f"no {request.method} {request.path}")
         if request.header("Content-Type") != "application/json":
             return refuse(415, "want application/json")
-        decoded = json_format.Parse(request.decoded(), ExportLogsServiceRequest())
         records = [
             (scope.scope.name, record)
             for resource in decoded.resource_logs
@@ -344,9 +345,11 @@ def test_the_specs_retryable_statuses_are_retried(status, tmp_path):
 def test_other_failures_are_not_retried(status, tmp_path, capfd):
     """issue 13: every other 4xx/5xx MUST NOT be retried (500 included, unlike the other
     handlers); the Status message is reported."""
-    with LoopbackServer(
-        respond=lambda r: Answer(status, b'{"code": 3, "message": "bad data here"}')
-    ) as rcv:
+
+    def reply(request):
+        return Answer(status, b'{"code": 3, "message": "bad data here"}')
+
+    with LoopbackServer(respond=otlp_receiver(reply=reply)) as rcv:
         handler = make(rcv, tmp_path, retries=3, backoff=0.01)
         log = quiet_logger(f"otlp.final{status}")
         log.addHandler(handler)

@@ -18,6 +18,10 @@ Any 2xx is success. 401 and 403 hold the events on disk (spooled, retried after 
 so a fixed token in the next configuration delivers them), reported with the status; a
 redirect is followed only as :meth:`Transport.send` says (307/308, same origin), any other
 is reported and held; 408/425/429/5xx retry; other 4xx reject the batch.
+
+Threading: ``validate`` (the constructor's thread) computes the headers, the URL and the
+renames once; after that the service holds no mutable state, and ``event``/``encode``/
+``judge`` run on the worker thread only.
 """
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ Where a record comes from (file, line, function, exception type) is only on the
 it. In the pipeline and the spool a record is a flat dict (:meth:`OTLPService.event`), so
 the long strings (message, traceback) can be cut like any handler's when a record is over
 ``max_batch_bytes``; ``encode`` builds the OTLP tree from it.
+
+Threading: ``OTLPHandler.handle`` runs on the caller's thread and writes only to its own
+copy of the record; the service is read-only after ``validate`` (the constructor's thread),
+and ``event``/``encode``/``judge`` run on the worker thread.
 """
 
 from __future__ import annotations
