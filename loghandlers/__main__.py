@@ -28,7 +28,7 @@ def handler_classes() -> dict:
     """Every service handler, by service name (a new service registers itself)."""
     import loghandlers  # noqa: F401  (imports every service module)
 
-    found = {}
+    found: dict[str, type[BatchingHandler]] = {}
     pending = list(BatchingHandler.__subclasses__())
     while pending:
         cls = pending.pop()

@@ -731,7 +731,7 @@ class Run:
 
     def __init__(
         self,
-        stream_class: type,
+        stream_class: type[DataSource],
         config: Mapping,
         source: dict,
         options: dict,
@@ -816,7 +816,7 @@ class Run:
         datasource.on("progress", self.console.progress)
         datasource.on("source-state", self.states.report)
         datasource.on("source-change", self._source_changed)
-        datasource.__init__(source, self.options)
+        cls.__init__(datasource, source, self.options)
         self.datasource = datasource
         return datasource
 
@@ -842,7 +842,7 @@ class Run:
             self.close_datasource()
             return EXIT_FAILED
         destination = datasource.source["destination"]
-        if self.datasource.source.get("state") is not None:
+        if datasource.source.get("state") is not None:
             how = "resuming" if self.resumed else "continuing after the last finished run of"
             self.console.line(
                 f"{how} {destination!r} from the saved state "

@@ -80,7 +80,7 @@ class _Tally:
         self.delivered = 0
         self.rejected = 0
         self.reasons: list = []
-        self.status = None
+        self.status: int | None = None
         self.body = b""
         self.unsent: list = []
         self.stopped = False  # out of tries: the rest of the batch is not tried

@@ -61,6 +61,7 @@ from .records import (
     freeze,
     minimal_fields,
 )
+from .service import Service
 from .spool import Keeper, Spool
 from .status import Reporter, Stats
 from .transport import RetryPolicy, Transport
@@ -84,7 +85,7 @@ class BatchingHandler(logging.Handler):
     passed there by older configuration code means nothing: we keep our own buffer).
     """
 
-    service_class: type = None  # type: ignore[assignment]
+    service_class: type[Service] = None  # type: ignore[assignment]  # set by each subclass
     #: logging.shutdown() (3.12+) then calls only close(), which keeps to close_timeout
     flushOnClose = False
 
@@ -395,7 +396,7 @@ class BatchingHandler(logging.Handler):
         return self._lock_owner == _get_ident()
 
     # ----------------------------------------------------------------- public
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Block until everything emitted before this call is delivered or spooled.
 
         Returns False if ``timeout`` ran out first (or if called from the worker itself).
@@ -544,7 +545,7 @@ class RecordQueueHandler(logging.handlers.QueueHandler):
     first), and ``listener`` the handler's worker."""
 
     def __init__(self, owner: BatchingHandler):
-        super().__init__(deque())
+        super().__init__(deque())  # type: ignore[arg-type]  # a deque: enqueue() is ours
         self._owner = weakref.ref(owner)
 
     @property  # type: ignore[override]

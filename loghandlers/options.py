@@ -13,7 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from .transport import redact_userinfo
@@ -227,6 +227,10 @@ HTTP_AUTH = (
 class Settings:
     """Resolved options: attribute access, and a repr that masks secrets."""
 
+    if TYPE_CHECKING:  # one attribute per option of the handler that resolved them
+
+        def __getattr__(self, name: str) -> Any: ...
+
     def __init__(self, values: dict, secret_names: frozenset):
         self.__dict__.update(values)
         self._secret_names = secret_names
@@ -273,7 +277,7 @@ def resolve(
     unknown = sorted(set(arguments) - set(by_name))
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
-    values = {}
+    values: dict[str, Any] = {}
     for spec in specs:
         service_var, generic_var = env_names(service_env, spec.name)
         if spec.name in arguments and arguments[spec.name] is not None:

@@ -99,7 +99,9 @@ class BareValue(str):
     keeps that value, for services whose events carry typed values (Initial State).
     Everywhere else it is just the text: JSON writes it as the string ``"32"``."""
 
-    def __new__(cls, text: str, value: Any):
+    value: Any
+
+    def __new__(cls, text: str, value: Any) -> BareValue:
         self = super().__new__(cls, text)
         self.value = value
         return self

@@ -66,7 +66,9 @@ def pack_chunks(events: list, max_bytes: int, overhead: int, chunk, request_of):
     """Pack events into requests by bytes in one pass, for encodings made per event:
     ``chunk(event)`` is its text on the wire, ``request_of(chunks)`` the request around
     them, ``overhead`` that request's size without any chunk."""
-    part, chunks, size = [], [], overhead
+    part: list = []
+    chunks: list = []
+    size = overhead
     for event in events:
         text = chunk(event)
         if overhead + len(text) > max_bytes:

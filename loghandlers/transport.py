@@ -33,7 +33,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 from urllib.parse import quote_plus, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -458,7 +458,13 @@ def _watch(sock) -> None:
         deadline.watch(sock)
 
 
-class _WatchedConnection:
+if TYPE_CHECKING:  # the mixin's methods call urllib3's connection, which follows it
+    _ConnectionBase = urllib3.connection.HTTPConnection
+else:
+    _ConnectionBase = object
+
+
+class _WatchedConnection(_ConnectionBase):
     """Tells the current request's deadline about every socket the connection uses."""
 
     def connect(self) -> None:

@@ -59,7 +59,7 @@ class BatchWorker(logging.handlers.QueueListener):
         close_intake: Callable[[], None],
         config,
     ):
-        super().__init__(buffer)
+        super().__init__(buffer)  # type: ignore[arg-type]  # a deque: dequeue() is ours
         self.buffer = buffer
         self.wake = wake
         self.ledger = ledger

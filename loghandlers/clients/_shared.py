@@ -12,7 +12,7 @@ Handlers are built, flushed and closed outside those operations; no user code ru
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any, Callable, Generic, Hashable, Mapping, TypeVar
 
 from ..handler import BatchingHandler
 
@@ -31,15 +31,18 @@ def merge_options(sdk_options: Mapping[str, Any], our_options: Mapping[str, Any]
     return {**our_options, **sdk_options}
 
 
-class HandlerSet:
+H = TypeVar("H", bound=BatchingHandler)
+
+
+class HandlerSet(Generic[H]):
     """The service handlers of one client, one per routing key, built on first use."""
 
-    def __init__(self, build: Callable[[Hashable], BatchingHandler]):
+    def __init__(self, build: Callable[[Any], H]):
         self._build = build
-        self._handlers: dict = {}
-        self._retired: list = []
+        self._handlers: dict[Hashable, H] = {}
+        self._retired: list[H] = []
 
-    def get(self, key: Hashable = None) -> BatchingHandler:
+    def get(self, key: Hashable = None) -> H:
         handler = self._handlers.get(key)
         if handler is not None:
             return handler
@@ -57,7 +60,7 @@ class HandlerSet:
             self._retired.append(handler)
             handler.begin_close()
 
-    def all(self) -> list:
+    def all(self) -> list[H]:
         return list(self._handlers.values())
 
     def flush(self, timeout: float | None = None) -> bool:

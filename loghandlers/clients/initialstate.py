@@ -63,12 +63,13 @@ def read_ini(location: str | None = None) -> dict:
         path = location
     else:
         candidates = [os.path.join(os.path.expanduser("~"), _INI_NAME), _INI_NAME]
-        path = next((p for p in candidates if os.path.exists(p)), None)
-        if path is None:
+        found = next((p for p in candidates if os.path.exists(p)), None)
+        if found is None:
             return {}
+        path = found
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(path)
-    out = {}
+    out: dict[str, Any] = {}
     client = "isstreamer.client_config"
     if not parser.has_section(client):
         return out  # ISStreamer reads api_config only alongside client_config
@@ -175,7 +176,9 @@ class Streamer:
             bucket_name = ini.get("bucket", "")
         if not bucket_key and not _from_environment("bucket_key"):
             bucket_key = str(uuid.uuid4())  # as the SDK: a fresh bucket
-        self._handlers = HandlerSet(functools.partial(_build, options))
+        self._handlers: HandlerSet[InitialStateHandler] = HandlerSet(
+            functools.partial(_build, options)
+        )
         self._bucket = (bucket_key or None, bucket_name or None)
         self._handlers.get(self._bucket)  # bad options are an error now, not at log()
         self._finalizer = weakref.finalize(self, self._handlers.begin_close)

@@ -172,9 +172,12 @@ class KronosClient:
         self._chunk_size = chunk_size
         url = http_url.rstrip("/") if http_url else None
         own = namespace
-        self._handlers = HandlerSet(
-            lambda ns, u=url, o=dict(options): _build(u, o, own if ns is None else ns)
-        )
+        built_options = dict(options)
+
+        def build(ns: str | None) -> KronosHandler:
+            return _build(url, built_options, own if ns is None else ns)
+
+        self._handlers: HandlerSet[KronosHandler] = HandlerSet(build)
         # the handler of the client's own namespace is built now (bad options are an error
         # here, not at put()) and kept under None; other namespaces get theirs on first use
         settings = self._handlers.get(None).settings

@@ -253,15 +253,16 @@ def validate_token(
     re-authenticate. An error of the second call propagates unchanged. Tokens never
     appear in the log line or the exception it raises.
     """
-    if isinstance(exceptions, list):
-        exceptions = tuple(exceptions)
+    caught: tuple[type[BaseException], ...] = (
+        tuple(exceptions) if isinstance(exceptions, (list, tuple)) else (exceptions,)
+    )
 
     def decorate(method: Callable) -> Callable:
         @functools.wraps(method)
         def wrapper(self: DataSource, *args: Any, **kwargs: Any) -> Any:
             try:
                 return method(self, *args, **kwargs)
-            except exceptions:
+            except caught:
                 pass
             self.log("Revalidating the access token...")
             changes = _refresh(self, refresh_url, access_key, refresh_key)

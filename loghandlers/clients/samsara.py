@@ -39,7 +39,7 @@ from ._shared import given, merge_options
 
 API_PATH = "/v1/events"
 #: the SDK's defaults (milliseconds) for the options it names; see SamsaraClient
-DEFAULT_CONFIG = {
+DEFAULT_CONFIG: dict[str, Any] = {
     "start_publishing_thread": True,
     "publish_interval": 30000,
     "max_buffer_size": 10000,

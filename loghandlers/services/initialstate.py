@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from typing import Any
 
 from ..handler import BatchingHandler
 from ..options import Option, optional_text, text
@@ -135,7 +136,7 @@ class InitialStateService(Service):
                 message = f"{message}\n{tail}" if message else str(tail)
                 value = message
         epoch = event_epoch(fields.get("epoch")) if "epoch" in fields else None
-        out = {EPOCH: created if epoch is None else epoch}
+        out: dict[str, Any] = {EPOCH: created if epoch is None else epoch}
         others = [n for n in fields if n not in BASE_FIELDS and n not in ROUTING_FIELDS]
         if message or not others:
             out[is_key(key)] = value

@@ -51,7 +51,7 @@ def _properties(obj: Any) -> tuple[str, ...]:
     """Names of the ``@property`` attributes of ``obj``'s class, sorted (as ``dir()``).
     Properties live on the class, so the answer is cached per class (the worker asks it
     for every field value that is not a plain JSON type)."""
-    cls = type(obj)
+    cls: Any = type(obj)  # a class is usually hashable, but a metaclass may say otherwise
     try:
         return _class_properties(cls)
     except TypeError:  # an unhashable class

@@ -158,7 +158,8 @@ class PanoplyService(Service):
         quoted = form_quote_json(body.replace(_MARK_TEXT, "\n\n"))
         return quoted.split(RECORD_END)
 
-    def _request(self, chunks: list) -> Request:
+    def _tail(self) -> str:
+        """The form after the records: the credentials and the sdk attribute (made once)."""
         if self._form_tail is None:
             attributes = urlencode(
                 [
@@ -174,7 +175,10 @@ class PanoplyService(Service):
                 ]
             )
             self._form_tail = "&" + attributes
-        body = "".join([FORM_HEAD, *chunks, self._form_tail]).encode("ascii")
+        return self._form_tail
+
+    def _request(self, chunks: list) -> Request:
+        body = "".join([FORM_HEAD, *chunks, self._tail()]).encode("ascii")
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         return Request(self.endpoint(), body, headers, compressible=False)
 
@@ -188,8 +192,7 @@ class PanoplyService(Service):
         """Requests of at most ``max_bytes``, packed by :func:`pack_chunks`; each record is
         encoded once, the whole batch in one encoder call when it can be (see
         :meth:`quoted_records`)."""
-        self._request([])  # computes the fixed part of the form
-        overhead = len(FORM_HEAD) + len(self._form_tail)
+        overhead = len(FORM_HEAD) + len(self._tail())
         quoted = self.quoted_records(events)
         if quoted is None:
             yield from pack_chunks(events, max_bytes, overhead, self._chunk, self._request)

@@ -18,6 +18,7 @@ import json
 import re
 import string
 import time
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..handler import BatchingHandler
@@ -86,12 +87,14 @@ class SamsaraService(Service):
             self._names_by_level = {} if by_level else False
         if self._names_by_level is False:
             return self._format_event_name(fields)
+        names = self._names_by_level
+        assert isinstance(names, dict)  # set just above
         level = fields.get("level", "")
-        name = self._names_by_level.get(level) if type(level) is str else None
+        name = names.get(level) if type(level) is str else None
         if name is None:
             name = self._format_event_name(fields)
-            if type(level) is str and len(self._names_by_level) < _NAME_CACHE_SIZE:
-                self._names_by_level[level] = name
+            if type(level) is str and len(names) < _NAME_CACHE_SIZE:
+                names[level] = name
         return name
 
     def _format_event_name(self, fields: dict) -> str:
@@ -104,7 +107,7 @@ class SamsaraService(Service):
 
     def event(self, fields: dict, created: float, source_id: str) -> dict:
         name = fields.get("eventName")
-        event = {"eventName": ""}
+        event: dict[str, Any] = {"eventName": ""}
         event.update(fields)
         event["eventName"] = self.event_name(fields) if name is None else str(name)
         source = fields.get("sourceId")
