@@ -29,7 +29,10 @@ import re
 import socket
 import uuid
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # typing.TypeGuard is 3.10+; annotations are not evaluated at run time
+    from typing_extensions import TypeGuard
 
 from pythonjsonlogger import core as jsonlogger_core
 
@@ -88,7 +91,7 @@ def capture(record: logging.LogRecord, exc_formatter: logging.Formatter | None):
     return snapshot
 
 
-def _is_dict(value: Any) -> bool:
+def _is_dict(value: Any) -> TypeGuard[dict]:
     """``isinstance(value, dict)`` without asking the object: ``isinstance`` reads
     ``__class__``, which raises on a lazy object (Django's ``SimpleLazyObject``)."""
     return issubclass(type(value), dict)
