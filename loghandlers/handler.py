@@ -63,7 +63,7 @@ from .records import (
 )
 from .service import Service
 from .spool import Keeper, Spool
-from .status import Reporter, Stats
+from .status import Callback, Event, HandlerStats, Reporter, Stats
 from .transport import RetryPolicy, Transport
 from .worker import WORKER_IDENTS, BatchWorker
 
@@ -471,7 +471,7 @@ class BatchingHandler(logging.Handler):
             lifecycle.unregister(self)
             logging.Handler.close(self)
 
-    def on(self, event: str, callback) -> None:
+    def on(self, event: Event, callback: Callback) -> None:
         """Call ``callback(info: dict)`` on "send" (before a request), "flush" (after one
         succeeded) or "error" (a background failure); called on the worker thread."""
         self._reporter.on(event, callback)
@@ -492,7 +492,7 @@ class BatchingHandler(logging.Handler):
         spool = self._keeper.spool
         return spool.directory if spool is not None else None
 
-    def stats(self) -> dict:
+    def stats(self) -> HandlerStats:
         """Counters since start (or since fork, in a child); the ledger's columns are read
         at one instant, so they always add up to ``emitted``."""
         out = self._stats.snapshot()
@@ -502,7 +502,7 @@ class BatchingHandler(logging.Handler):
         spool = self._keeper.spool
         if spool is not None:
             out["spool"] = spool.summary()
-        return out
+        return out  # type: ignore[return-value]  # the keys of HandlerStats, checked by a test
 
     def __repr__(self) -> str:
         return f"<{self._label()} {logging.getLevelName(self.level)}>"

@@ -23,17 +23,54 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable, Dict, Literal, TypedDict
 
 from .transport import redact_userinfo
 
-EVENTS = ("send", "flush", "error")
+#: what ``handler.on(event, callback)`` accepts
+Event = Literal["send", "flush", "error"]
+#: ``callback(info)``: the info dict of the event (see the README's Methods section)
+Callback = Callable[[Dict[str, Any]], object]
+
+
+EVENTS: tuple[Event, ...] = ("send", "flush", "error")
 COUNTERS = ("sent", "retried", "rejected", "failed", "spooled", "replayed", "suppressed")
 REPEAT_AFTER = 60.0
 #: longest message text passed to stderr or on("error"), in characters
 MAX_MESSAGE = 1000
 #: a secret cut to this many characters or more is still blanked
 MIN_SECRET_PREFIX = 8
+
+
+class SpoolSummary(TypedDict):
+    files: int
+    bytes: int
+
+
+class _CountersBase(TypedDict):
+    sent: int
+    retried: int
+    rejected: int
+    failed: int
+    spooled: int
+    replayed: int
+    suppressed: int
+    batches: int
+    spool_dropped: int
+    truncated: int
+    replay_rejected: int
+    errors: Dict[str, int]  # failures by kind, e.g. {"http_503": 2, "network": 1}
+    placeholders: int
+    emitted: int
+    queued: int
+    in_flight: int
+    dropped: int
+
+
+class HandlerStats(_CountersBase, total=False):
+    """What ``handler.stats()`` returns (``spool`` only when the handler has a spool)."""
+
+    spool: SpoolSummary
 
 
 class Stats:

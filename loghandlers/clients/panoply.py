@@ -31,10 +31,10 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from ..services.panoply import PanoplyHandler
+from ..status import EVENTS, Event, HandlerStats
 from .panoply_datasource import DataSource, PanoplyException, validate_token  # noqa: F401
 
-#: the events ``on`` accepts; "*" receives every event as ``fn(name, data)``
-EVENTS = ("send", "flush", "error")
+#: the events ``on`` accepts (status.EVENTS); "*" receives every event as ``fn(name, data)``
 
 
 class SendError(Exception):
@@ -86,7 +86,7 @@ class SDK:
         ``"error"`` (a :class:`SendError`); ``"*"`` gets every event as
         ``handlerfn(name, data)``. Returns the SDK, as the SDK's emitter does. Callbacks
         run on the worker thread; one that raises is reported, never fatal."""
-        names = EVENTS if evname == "*" else (evname,)
+        names: tuple[Event, ...] = EVENTS if evname == "*" else (evname,)  # type: ignore[assignment]
         for name in names:
             self._handler.on(name, _adapter(name, handlerfn, with_name=evname == "*"))
         return self
@@ -102,7 +102,7 @@ class SDK:
         interpreter exit does the same."""
         self._handler.close(timeout)
 
-    def stats(self) -> dict:
+    def stats(self) -> HandlerStats:
         """The handler's counters (see ``BatchingHandler.stats``)."""
         return self._handler.stats()
 

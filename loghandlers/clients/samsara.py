@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping
 
 from ..exporter import ExportResult
 from ..services.samsara import SamsaraHandler
+from ..status import Callback, Event, HandlerStats
 from ._shared import given, merge_options
 
 API_PATH = "/v1/events"
@@ -241,11 +242,11 @@ class SamsaraClient:
         interpreter exit does the same."""
         self._handler.close(timeout)
 
-    def stats(self) -> dict:
+    def stats(self) -> HandlerStats:
         """The handler's counters (see ``BatchingHandler.stats``)."""
         return self._handler.stats()
 
-    def on(self, event: str, callback) -> None:
+    def on(self, event: Event, callback: Callback) -> None:
         """``callback(info)`` on "send", "flush" or "error" (see ``BatchingHandler.on``)."""
         self._handler.on(event, callback)
 

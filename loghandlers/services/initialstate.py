@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..handler import BatchingHandler
 from ..options import Option, optional_text, text
@@ -27,6 +27,11 @@ from ..service import HOLD, Service, Verdict
 from ..transport import Request
 from ..version import __version__
 from .initialstate_objects import event_epoch, field_items, name_text
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..option_types import InitialStateOptions
 
 MAX_KEY = 250
 EPOCH = ""  # the record's slot for its epoch; Initial State keys are never empty
@@ -182,3 +187,9 @@ class InitialStateHandler(BatchingHandler):
     """Streams records to an Initial State bucket as key/value events."""
 
     service_class = InitialStateService
+
+    if TYPE_CHECKING:  # the options, for IDEs and type checkers (options table: the truth)
+
+        def __init__(
+            self, queue: Any = None, *, level: int | str = 0, **options: Unpack[InitialStateOptions]
+        ) -> None: ...

@@ -26,11 +26,18 @@ renames once; after that the service holds no mutable state, and ``event``/``enc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..handler import BatchingHandler
 from ..options import HTTP_AUTH, Option, choice, renames
 from ..records import dumps
 from ..service import HOLD, Service, Verdict, iso_utc
 from ..transport import Request, split_userinfo
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..option_types import JSONOptions
 
 FORMATS = ("array", "ndjson", "object")
 TIMESTAMP_FORMATS = ("iso", "epoch_ms", "epoch_s", "epoch_ns")
@@ -172,3 +179,9 @@ class JSONHandler(BatchingHandler):
     """POSTs batches of JSON events to ``url``."""
 
     service_class = JSONService
+
+    if TYPE_CHECKING:  # the options, for IDEs and type checkers (options table: the truth)
+
+        def __init__(
+            self, queue: Any = None, *, level: int | str = 0, **options: Unpack[JSONOptions]
+        ) -> None: ...

@@ -25,6 +25,7 @@ import functools
 import json
 import re
 from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 from ..handler import BatchingHandler
 from ..options import Option, optional_text
@@ -32,6 +33,11 @@ from ..records import dumps, json_constant
 from ..service import DELIVERED, RETRY, Service, Verdict
 from ..transport import Request
 from ..version import __version__
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..option_types import KronosOptions
 
 MAX_STREAM = 2048
 STREAM = "@stream"
@@ -148,3 +154,9 @@ class KronosHandler(BatchingHandler):
     """Puts records into Kronos streams."""
 
     service_class = KronosService
+
+    if TYPE_CHECKING:  # the options, for IDEs and type checkers (options table: the truth)
+
+        def __init__(
+            self, queue: Any = None, *, level: int | str = 0, **options: Unpack[KronosOptions]
+        ) -> None: ...

@@ -53,6 +53,7 @@ import os
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from ..handler import BatchingHandler
 from ..options import HTTP_AUTH, Option, mapping, optional_text
@@ -60,6 +61,11 @@ from ..records import dumps, json_default, safe_repr
 from ..service import DELIVERED, HOLD, REJECTED, RETRY, Service, Verdict
 from ..transport import Request, parse_retry_after, split_userinfo
 from .json import auth_headers, epoch_ns
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..option_types import OTLPOptions
 
 LOGS_PATH = "/v1/logs"
 #: the answers the OTLP/HTTP specification says to retry
@@ -347,6 +353,12 @@ class OTLPHandler(BatchingHandler):
     """Ships records to an OpenTelemetry Collector (or any OTLP/HTTP logs receiver)."""
 
     service_class = OTLPService
+
+    if TYPE_CHECKING:  # the options, for IDEs and type checkers (options table: the truth)
+
+        def __init__(
+            self, queue: Any = None, *, level: int | str = 0, **options: Unpack[OTLPOptions]
+        ) -> None: ...
 
     def handle(self, record: logging.LogRecord):
         """Note where the record comes from on a copy of it (see the module docstring)."""

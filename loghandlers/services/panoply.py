@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import re
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from ..handler import BatchingHandler
@@ -29,6 +30,11 @@ from ..records import dumps, json_default
 from ..service import HOLD, RETRY, Service, Verdict, iso_utc, pack_chunks
 from ..transport import Request, form_quote
 from ..version import __version__
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..option_types import PanoplyOptions
 
 SQS_MAX_BYTES = 262_144
 FORM_HEAD = "Action=SendMessage&MessageBody="
@@ -221,3 +227,9 @@ class PanoplyHandler(BatchingHandler):
     """Sends records to Panoply through its SQS queue."""
 
     service_class = PanoplyService
+
+    if TYPE_CHECKING:  # the options, for IDEs and type checkers (options table: the truth)
+
+        def __init__(
+            self, queue: Any = None, *, level: int | str = 0, **options: Unpack[PanoplyOptions]
+        ) -> None: ...

@@ -18,7 +18,7 @@ import json
 import re
 import string
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..handler import BatchingHandler
@@ -26,6 +26,11 @@ from ..options import Option, text
 from ..records import dumps
 from ..service import REJECTED, RETRY, Service, Verdict
 from ..transport import Request
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..option_types import SamsaraOptions
 
 DEFAULT_EVENT_NAME = "log.{level}"
 #: at most this many levels' event names are remembered (custom levels are few)
@@ -152,3 +157,9 @@ class SamsaraHandler(BatchingHandler):
     """POSTs batches of events to a Samsara ingestion-api."""
 
     service_class = SamsaraService
+
+    if TYPE_CHECKING:  # the options, for IDEs and type checkers (options table: the truth)
+
+        def __init__(
+            self, queue: Any = None, *, level: int | str = 0, **options: Unpack[SamsaraOptions]
+        ) -> None: ...
