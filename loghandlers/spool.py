@@ -13,8 +13,9 @@ batch that ``spool_mode="always"`` writes before sending it is *live*
 Claims and live files left by a dead process are returned at the next start.
 
 Directories: every directory we create is made 0700 whatever the umask; the spool root and
-each identity's directory must be real directories (not symlinks) owned by us, or the spool
-is refused (reported once, naming ``spool_dir``) and the handler works without one.
+each identity's directory must be real directories (not symlinks) owned by us, and no parent
+may be another user's symlink or another user's directory that others may write to, or the
+spool is refused (reported once, naming ``spool_dir``) and the handler works without one.
 
 Threading: a ``Spool`` and its ``Keeper`` are used by one handler's worker thread; after
 the worker has finished (a closed handler), by callers of the closed handler, one at a time
@@ -371,7 +372,9 @@ def read_identity(directory: str) -> dict | None:
 
 def _check_ancestors(path: str) -> None:
     """A symlink on the way to the spool root is fine if root or we made it (``/var/run``,
-    a home on another disk), not if another user did: they could point it elsewhere."""
+    a home on another disk), not if another user did: they could point it elsewhere. Nor
+    is a directory on the way that another user owns and others may write to (unless
+    sticky, as /tmp): our directory in it could be swapped for theirs after we checked."""
     mine = os.geteuid() if hasattr(os, "geteuid") else None
     probe = os.path.dirname(path)
     while True:
@@ -379,10 +382,17 @@ def _check_ancestors(path: str) -> None:
             info = os.lstat(probe)
         except OSError:
             info = None
-        if info is not None and stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, mine):
-            raise SpoolUnusable(
-                f"spool_dir: {probe!r} is a symlink of uid {info.st_uid}; not followed"
-            )
+        if info is not None and info.st_uid not in (0, mine):
+            mode = stat.S_IMODE(info.st_mode)
+            if stat.S_ISLNK(info.st_mode):
+                raise SpoolUnusable(
+                    f"spool_dir: {probe!r} is a symlink of uid {info.st_uid}; not followed"
+                )
+            if mode & 0o022 and not mode & stat.S_ISVTX:
+                raise SpoolUnusable(
+                    f"spool_dir: {probe!r} belongs to uid {info.st_uid} and others may "
+                    "write to it; not used"
+                )
         parent = os.path.dirname(probe)
         if parent == probe:
             return

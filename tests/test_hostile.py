@@ -98,3 +98,50 @@ def test_a_child_forked_without_hooks_that_never_logs_exits_at_once(server, tmp_
     seconds = float(done.stdout.split("child drained in ")[1].split()[0])
     assert seconds < 10, f"the child waited {seconds} s for its parent's worker (close_timeout=20)"
     assert sorted(e["message"] for e in server.events) == [f"parent {i}" for i in range(5)]
+
+
+def _give_away(path: pathlib.Path) -> None:
+    os.lchown(path, 65534, 65534)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a path away")
+@pytest.mark.parametrize("planted", ["symlink", "writable_dir"])
+def test_a_spool_dir_under_a_path_another_user_controls_is_refused(
+    server, tmp_path, logger, capfd, planted
+):
+    """issue 9 item 9 (variation: the planted path is a parent of spool_dir, not spool_dir
+    itself): a symlink another user made (e.g. in /tmp) is not followed, and a directory
+    another user owns and others may write to (where the spool could be swapped for theirs
+    after our checks) is not built upon; the handler goes on without a spool, and says so."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    theirs = shared / "theirs"
+    theirs.mkdir()
+    os.chmod(theirs, 0o777)
+    _give_away(theirs)
+    if planted == "symlink":
+        parent = shared / "link"
+        parent.symlink_to(theirs)
+        _give_away(parent)
+    else:
+        parent = theirs
+    handler = JSONHandler(url=server.url, spool_dir=str(parent / "spool"), retries=0)
+    logger.addHandler(handler)
+    assert handler.spool_dir is None
+    assert list(theirs.iterdir()) == []
+    assert "spool_dir" in capfd.readouterr().err
+    handler.close(timeout=2)
+
+
+def test_a_spool_dir_under_our_own_or_a_system_symlink_is_used(server, tmp_path, logger):
+    """issue 9 item 9: the check above refuses only paths another user controls; a
+    symlink we made ourselves in a parent (as a home directory often is) still works."""
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    handler = JSONHandler(url=server.url, spool_dir=str(link / "spool"), retries=0)
+    logger.addHandler(handler)
+    assert handler.spool_dir is not None
+    handler.close(timeout=2)
