@@ -319,8 +319,7 @@ class BatchingHandler(logging.Handler):
         if timeout is None:
             timeout = self.settings.timeout * (self.settings.retries + 1)
         if not self._ready_to_accept() or not self._ledger.adopt(len(events)):
-            self._late([ReadyEvent(event) for event in events])
-            return ExportResult("pending")
+            return ExportResult(self._late([ReadyEvent(event) for event in events]))
         job = self.listener.export_job([ReadyEvent(event) for event in events])
         if _get_ident() in WORKER_IDENTS or not job.done.wait(max(0.0, timeout)):
             return ExportResult("pending")
@@ -332,8 +331,9 @@ class BatchingHandler(logging.Handler):
         with self._late_lock:
             self._intake_open = False
 
-    def _late(self, items: list) -> None:
-        """Records (or events) given to this handler after ``close()``."""
+    def _late(self, items: list) -> str:
+        """Records (or events) given to this handler after ``close()``; returns their
+        outcome as far as known: "pending" (a worker has them), "spooled" or "failed"."""
         with self._late_lock:
             if self._intake_open:  # the worker still drains: it takes these too
                 for _ in items:
@@ -342,16 +342,16 @@ class BatchingHandler(logging.Handler):
                 buffer.extend(items)
                 if len(buffer) >= self._wake_at:
                     self._wake.set()
-                return
+                return "pending"
         newer = _NEWEST.get(self._identity)
         successor = newer() if newer is not None else None
         if successor is not None and successor is not self and not successor._closed:
             for item in items:
                 successor._accept(item)
-            return
-        self._keep_late(items)
+            return "pending"
+        return self._keep_late(items)
 
-    def _keep_late(self, items: list) -> None:
+    def _keep_late(self, items: list) -> str:
         """No worker and no successor: spool them here, or count them."""
         if not self._late_reported:
             self._late_reported = True
@@ -363,14 +363,15 @@ class BatchingHandler(logging.Handler):
             )
         if self._keeper.spool is None or not self._ledger.adopt(len(items)):
             self._ledger.drop_late(len(items))
-            return
+            return "failed"
         events = self._convert_batch(items)  # user code: outside any lock
         with self._late_lock:
-            self._keeper.keep(events)
+            outcome = self._keeper.keep(events).outcome
         newer = _NEWEST.get(self._identity)  # one may have appeared meanwhile: tell it
         successor = newer() if newer is not None else None
         if successor is not None and successor is not self:
             successor._spool_grew()
+        return outcome
 
     def _spool_grew(self) -> None:
         """Another handler of our identity put batches in our spool: replay them soon."""

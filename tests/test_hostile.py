@@ -145,3 +145,20 @@ def test_a_spool_dir_under_our_own_or_a_system_symlink_is_used(server, tmp_path,
     logger.addHandler(handler)
     assert handler.spool_dir is not None
     handler.close(timeout=2)
+
+
+@pytest.mark.parametrize("spool", [False, True])
+def test_export_now_after_close_reports_the_events_real_fate(server, tmp_path, spool):
+    """issue 11 (export_now) / issue 9 (counted, never misreported): export_now on a closed
+    handler with no successor keeps the events in the spool or counts them lost; its result
+    says which ("spooled"/"failed"), not "pending" (which promises a later delivery, and
+    makes SamsaraClient say "do not publish again" for events that are gone)."""
+    handler = JSONHandler(url=server.url, spool_dir=str(tmp_path) if spool else "")
+    handler.close(timeout=2)
+    result = handler.export_now([{"message": "late"}], timeout=5)
+    stats = handler.stats()
+    assert balances(stats), stats
+    if spool:
+        assert (result.outcome, stats["spooled"]) == ("spooled", 1), (result, stats)
+    else:
+        assert (result.outcome, stats["dropped"]) == ("failed", 1), (result, stats)
