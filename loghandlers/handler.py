@@ -213,7 +213,8 @@ class BatchingHandler(logging.Handler):
     def _forked_without_hooks(self) -> None:
         """uWSGI (without ``--py-call-osafterfork``) and C extensions fork without running
         ``os.register_at_fork`` hooks: do here what the hook would have done."""
-        lifecycle.after_fork_in_child()
+        if not lifecycle.started_afresh():  # else the hooks ran: we were closed before
+            lifecycle.after_fork_in_child()
         if self._pid != _getpid():  # not registered (closed): this one alone
             self.after_fork_in_child()
 

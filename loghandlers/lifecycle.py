@@ -134,11 +134,20 @@ def _die_of(signum: int) -> None:
 def after_fork_in_child() -> None:
     """In a forked child: every handler starts afresh. Called by the at-fork hook, and by
     a handler that notices a fork that skipped the hooks (uWSGI)."""
-    global _MAIN_IDENT
+    global _MAIN_IDENT, _STARTED_PID
+    _STARTED_PID = os.getpid()
     WORKER_IDENTS.clear()
     _MAIN_IDENT = threading.main_thread().ident
     for handler in list(_LIVE):
         handler.after_fork_in_child()
+
+
+def started_afresh() -> bool:
+    """Have this process's handlers been started afresh (or is this the process that
+    made them)? False only in a child forked without Python's fork hooks that nothing
+    has noticed yet; a handler closed before a fork keeps its maker's pid, and is no sign
+    of one."""
+    return _STARTED_PID == os.getpid()
 
 
 def _at_fork_in_child() -> None:
@@ -241,6 +250,7 @@ def _warn_if_threads_cannot_run() -> None:
 
 
 _IMPORT_PID = os.getpid()
+_STARTED_PID = _IMPORT_PID  # the process whose handlers are this process's own
 _MAIN_IDENT = threading.main_thread().ident
 atexit.register(close_all)
 if hasattr(os, "register_at_fork"):

@@ -162,3 +162,35 @@ def test_export_now_after_close_reports_the_events_real_fate(server, tmp_path, s
         assert (result.outcome, stats["spooled"]) == ("spooled", 1), (result, stats)
     else:
         assert (result.outcome, stats["dropped"]) == ("failed", 1), (result, stats)
+
+
+@pytest.mark.parametrize("touch", ["emit", "close"])
+def test_a_closed_handler_touched_in_a_forked_child_leaves_the_others_alone(
+    server, tmp_path, touch
+):
+    """issue 9 (delivered, spooled or counted) / issue 10 (fork): in an ``os.fork()``
+    child, logging to (or closing) a handler that was closed before the fork must not be
+    taken for a fork that skipped Python's hooks: that restarted every open handler and
+    threw away the records the child had already buffered in them, uncounted."""
+    code = (
+        "import logging, os\n"
+        "from loghandlers import JSONHandler\n"
+        f"old = JSONHandler(url={server.url!r} + '/old', spool_dir='')\n"
+        "old.close()\n"
+        f"h = JSONHandler(url={server.url!r}, spool_dir='', flush_interval=3600)\n"
+        "log = logging.getLogger('x'); log.addHandler(h); log.propagate = False\n"
+        "stale = logging.getLogger('stale'); stale.addHandler(old); stale.propagate = False\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    for i in range(3):\n"
+        "        log.warning('child %d', i)\n"
+        f"    stale.warning('to the closed one') if {touch!r} == 'emit' else old.close()\n"
+        "    h.close(timeout=10)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "h.close(timeout=10)\n"
+    )
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    got = sorted(e["message"] for e in server.events)
+    assert [m for m in got if m.startswith("child")] == ["child 0", "child 1", "child 2"], got
