@@ -48,7 +48,7 @@ class ExportResult:
     be delivered is lost, and counted), "pending" (``export_now`` stopped waiting; the
     batch is still in flight and keeps exactly one fate). ``reasons`` are the server's
     reasons, secrets scrubbed; ``status`` the last HTTP status; ``reply_json`` the last
-    reply body when it was JSON. ``unsent``: events neither stored nor refused (the
+    reply body when it was JSON, as the server wrote it (not scrubbed, so not in the repr). ``unsent``: events neither stored nor refused (the
     exporter's answer to the spool policy; empty once the policy has kept them).
     """
 
@@ -57,7 +57,7 @@ class ExportResult:
     rejected: int = 0
     reasons: tuple = ()
     status: Any = None
-    reply_json: Any = None
+    reply_json: Any = field(default=None, repr=False)  # the server's words: may echo secrets
     unsent: tuple = field(default=(), repr=False, compare=False)
 
 

@@ -215,8 +215,7 @@ def _char_pattern(char: str) -> str:
     and named entities (also with ``&amp;`` in front, escaped twice)."""
     code = ord(char)
     utf8 = char.encode("utf-8", "surrogatepass")
-    forms = [r"\\*" + re.escape(char)]
-    forms.append("".join(f"%(?:25)?{_hex(b, 2, padded=False)}" for b in utf8))
+    forms = ["".join(f"%(?:25)?{_hex(b, 2, padded=False)}" for b in utf8)]
     if char == " ":
         forms.append(r"\+")
     if code < 0x10000:
@@ -233,6 +232,9 @@ def _char_pattern(char: str) -> str:
     forms.append(f"{entity}#0*{code};?")
     forms.append(f"{entity}#[xX]{_hex(code, 2)};?")
     forms += [entity + re.escape(name) for name in _entity_names().get(char, ())]
+    # the character itself last: each character of a secret past its head is matched on
+    # its own, without backtracking, so a bare "&" must not win over "&amp;" or "&#38;"
+    forms.append(r"\\*" + re.escape(char))
     return "(?:" + "|".join(forms) + ")"
 
 

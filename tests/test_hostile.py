@@ -5,15 +5,18 @@ Each test names the promise it guards; every wait is bounded; loopback servers o
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import pathlib
 import subprocess
 import sys
+import urllib.parse
 
 import pytest
 
 from loghandlers import JSONHandler, OTLPHandler, SamsaraHandler
+from tests.loopback import LoopbackServer, status
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LEDGER = ("sent", "rejected", "failed", "spooled", "dropped", "queued", "in_flight")
@@ -194,3 +197,35 @@ def test_a_closed_handler_touched_in_a_forked_child_leaves_the_others_alone(
     assert done.returncode == 0, done.stderr
     got = sorted(e["message"] for e in server.events)
     assert [m for m in got if m.startswith("child")] == ["child 0", "child 1", "child 2"], got
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda s: html.escape(s),
+        lambda s: "".join(f"&#{ord(c)};" for c in s),
+        lambda s: "".join(f"&#x{ord(c):X};" for c in s),
+        lambda s: html.escape(html.escape(s)),
+        lambda s: urllib.parse.quote(urllib.parse.quote(s, safe=""), safe=""),
+    ],
+    ids=["xml", "xml_decimal", "xml_hex", "xml_twice", "percent_twice"],
+)
+def test_a_secret_with_markup_characters_echoed_escaped_is_blanked_whole(tmp_path, echo):
+    """issue 9 item 10 (variation: the secret itself holds ``&``, ``<``, ``%``): a server
+    echoing it XML- or %-escaped gets all of it blanked in stderr, on("error") and the
+    result's reasons, not just the part before the first escaped character; and the
+    result's repr does not show the raw reply either."""
+    secret = 's3cr+t/Key&<x>%"=' + "Zq9Zq9Zq9"
+    reply = ('{"error": "bad key ' + echo(secret) + '"}').encode()
+    messages = []
+    with LoopbackServer(default=status(400, body=reply)) as server:
+        handler = JSONHandler(url=server.url, token=secret, spool_dir="", retries=0)
+        handler.on("error", lambda info: messages.append(info["message"]))
+        result = handler.export_now([{"message": "x"}], timeout=10)
+        handler.close(timeout=2)
+    shown = "\n".join(messages) + repr(result) + repr(result.reasons)
+    assert messages and result.reasons, (messages, result)
+    for start in range(len(secret) - 7):
+        piece = secret[start : start + 8]
+        assert piece not in html.unescape(html.unescape(shown)), (piece, shown)
+        assert piece not in urllib.parse.unquote(urllib.parse.unquote(shown)), (piece, shown)
