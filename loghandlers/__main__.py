@@ -139,19 +139,54 @@ def run_check(args) -> int:
 
 
 # --------------------------------------------------------------------------- replay
+def _spools(root: str, service: str | None) -> list[tuple[str, dict, list[str]]]:
+    """(directory, identity.json, batch files) of each spool under ``root``."""
+    found = []
+    for entry in sorted(os.listdir(root)):
+        directory = os.path.join(root, entry)
+        described = read_identity(directory)
+        if not described or (service and described.get("service") != service):
+            continue
+        files = [n for n in os.listdir(directory) if n.endswith(".json") and n != "identity.json"]
+        found.append((directory, described, files))
+    return found
+
+
+def _age(directory: str, files: list[str]) -> str:
+    """How long the oldest batch has waited, for people."""
+    times = []
+    for name in files:
+        try:
+            times.append(os.stat(os.path.join(directory, name)).st_mtime)
+        except OSError:
+            pass
+    if not times:
+        return "-"
+    seconds = max(0.0, time.time() - min(times))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
 def run_replay(args) -> int:
     root = args.spool_dir or opts.resolve("JSON", opts.COMMON, {"url": "http://unused"}).spool_dir
     if not root or not os.path.isdir(root):
         print(f"replay: no spool directory at {root!r}")
         return 0
+    spools = _spools(root, args.service)
+    if args.list:
+        print(f"{'SPOOL':40}  {'SERVICE':12}  {'BATCHES':>7}  {'OLDEST':>6}  ENDPOINT")
+        for directory, described, files in spools:
+            print(
+                f"{os.path.basename(directory):40}  {described.get('service', '?'):12}  "
+                f"{len(files):7}  {_age(directory, files):>6}  {described.get('endpoint') or '-'}"
+            )
+        return 0
     classes = handler_classes()
     left_total = 0
-    for entry in sorted(os.listdir(root)):
-        directory = os.path.join(root, entry)
-        described = read_identity(directory)
-        if not described:
-            continue
-        files = [n for n in os.listdir(directory) if n.endswith(".json") and n != "identity.json"]
+    for directory, described, files in spools:
+        entry = os.path.basename(directory)
         if not files:
             continue
         cls = classes.get(described.get("service"))
@@ -160,15 +195,31 @@ def run_replay(args) -> int:
             left_total += len(files)
             continue
         overrides = {"spool_dir": root, "flush_interval": "3600"}
+        # Where to send: --url, else the handler's configuration (environment), else the
+        # endpoint the spool was written for (identity.json has no credentials).
+        configured = {k: v for k, v in (described.get("identity") or {}).items() if v}
+        if args.url:
+            overrides["url"] = args.url
+        elif described.get("endpoint"):
+            try:
+                resolve_for(cls, dict(overrides))
+            except (TypeError, ValueError):
+                overrides["url"] = described["endpoint"]
+        for name, value in configured.items():
+            overrides.setdefault(name, value)
         try:
             settings, service = resolve_for(cls, dict(overrides))
         except (TypeError, ValueError) as exc:
-            print(f"{entry}: {len(files)} batches waiting; configure {cls.__name__} first: {exc}")
+            print(
+                f"{entry}: {len(files)} batches waiting; configure {cls.__name__} first "
+                f"(or pass --url): {exc}"
+            )
             left_total += len(files)
             continue
         if Spool(root, service.name, service.identity(), 0).directory != directory:
             print(
-                f"{entry}: {len(files)} batches for another endpoint than the configured one, skipped"
+                f"{entry}: {len(files)} batches for another endpoint than the configured one "
+                f"({described.get('endpoint') or 'unknown'}), skipped; pass its --url"
             )
             left_total += len(files)
             continue
@@ -233,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="send spooled batches now")
     replay.add_argument("--spool-dir", help="default: the handlers' spool_dir")
+    replay.add_argument(
+        "--url", help="send there (default: the configured url, else the spool's endpoint)"
+    )
+    replay.add_argument("--service", help="only this service's spools (e.g. samsara)")
+    replay.add_argument(
+        "--list", action="store_true", help="show each spool's endpoint, batches and age"
+    )
     replay.add_argument(
         "--timeout", type=float, default=60.0, help="seconds per spool before giving up"
     )

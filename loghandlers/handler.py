@@ -64,7 +64,7 @@ from .records import (
 from .service import Service
 from .spool import Keeper, Spool
 from .status import Callback, Event, HandlerStats, Reporter, Stats
-from .transport import RetryPolicy, Transport
+from .transport import RetryPolicy, Transport, public_url
 from .worker import WORKER_IDENTS, BatchWorker
 
 _get_ident = threading.get_ident
@@ -148,7 +148,12 @@ class BatchingHandler(logging.Handler):
         spool = None
         if s.spool_dir:
             spool = Spool(
-                s.spool_dir, self.service.name, self.service.identity(), s.spool_max_bytes
+                s.spool_dir,
+                self.service.name,
+                self.service.identity(),
+                s.spool_max_bytes,
+                label=public_url(s.url),
+                identity_options={n: getattr(s, n, None) for n in self.service.identity_options},
             )
         policy = RetryPolicy(retries=s.retries, backoff=s.backoff, max_backoff=s.max_backoff)
         self._exporter = Exporter(

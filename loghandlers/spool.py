@@ -31,7 +31,7 @@ import json
 import os
 import stat
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from .exporter import Exporter, ExportResult
 from .ledger import Ledger
@@ -65,9 +65,18 @@ class SpoolUnusable(Exception):
 class Spool:
     """One identity's directory of undelivered batches."""
 
-    def __init__(self, root: str, service: str, identity: str, max_bytes: int, label: str = ""):
+    def __init__(
+        self,
+        root: str,
+        service: str,
+        identity: str,
+        max_bytes: int,
+        label: str = "",
+        identity_options: Mapping[str, Any] | None = None,
+    ):
         self.service = service
-        self.label = label  # for people: the endpoint without credentials
+        self.label = label  # for people: the endpoint without credentials or query
+        self.identity_options = dict(identity_options or {})  # e.g. bucket_key, table
         self.root = os.path.abspath(root)
         self.directory = os.path.join(self.root, f"{service}-{identity_key(service, identity)}")
         self.max_bytes = max_bytes
@@ -133,7 +142,9 @@ class Spool:
         path = os.path.join(self.directory, IDENTITY_FILE)
         if os.path.exists(path):
             return
-        data = json.dumps({"service": self.service, "endpoint": self.label}).encode()
+        data = json.dumps(
+            {"service": self.service, "endpoint": self.label, "identity": self.identity_options}
+        ).encode()
         temporary = f"{path}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -506,6 +517,7 @@ class Keeper:
         )
         if spooled:
             self.pending = True
+            self._tell_where(spooled)
         if not unsent:
             return result
         return ExportResult(
@@ -515,6 +527,19 @@ class Keeper:
             result.reasons,
             result.status,
             result.reply_json,
+        )
+
+    def _tell_where(self, count: int) -> None:
+        """Say on stderr where undelivered records went and how they come back."""
+        spool = self.spool
+        if spool is None:
+            return
+        self.reporter.notice(
+            "spooled",
+            f"{count} records kept on disk in {spool.directory}: they are sent, oldest "
+            "first, when the endpoint answers again (by this process or the next one with "
+            "the same url and spool_dir), or now with: "
+            f"python -m loghandlers replay --spool-dir {spool.root}",
         )
 
     def _write(self, events: list, live: bool = False) -> str | None:

@@ -132,19 +132,32 @@ class Reporter:
         message = printable(self.scrub(message))
         with self._lock:
             self.stats.errors[kind] += 1
-            now = time.monotonic()
-            last = self._last_printed.get(kind)
-            if last is None or now - last >= REPEAT_AFTER:
-                repeats = self._since_printed.pop(kind, 0)
-                self._last_printed[kind] = now
-                print_it = True
-            else:
-                self._since_printed[kind] += 1
-                print_it = False
-        if print_it:
+            repeats = self._due(kind)
+        if repeats is not None:
             more = f" (and {repeats} more since last report)" if repeats else ""
             self._print(f"loghandlers {self.label}: {kind}: {message}{more}\n")
         self.fire("error", {"kind": kind, "message": message, "events": events})
+
+    def notice(self, kind: str, message: str) -> None:
+        """Tell the person reading stderr what happened to their records and what to do
+        (e.g. where a batch was spooled); rate-limited like errors, not counted as one."""
+        with self._lock:
+            repeats = self._due(f"notice:{kind}")
+        if repeats is not None:
+            more = f" ({repeats} more times since the last such note)" if repeats else ""
+            text = printable(self.scrub(message))
+            self._print(f"loghandlers {self.label}: {text}{more}\n")
+
+    def _due(self, key: str) -> int | None:
+        """Under ``_lock``: the repeats to mention if ``key`` is due to be printed now,
+        else None (it was printed less than REPEAT_AFTER seconds ago)."""
+        now = time.monotonic()
+        last = self._last_printed.get(key)
+        if last is None or now - last >= REPEAT_AFTER:
+            self._last_printed[key] = now
+            return int(self._since_printed.pop(key, 0))
+        self._since_printed[key] += 1
+        return None
 
     @staticmethod
     def _print(text: str) -> None:

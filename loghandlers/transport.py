@@ -73,6 +73,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"****@{host}", parts.path, parts.query, parts.fragment))
 
 
+def public_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: no user-info, query or fragment (where
+    credentials may hide), for what is written down for people (a spool's identity.json)."""
+    parts = urlsplit(url or "")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def redact_userinfo(text: str) -> str:
     """``text`` with the user-info of every URL in it replaced by ``****``."""
     return _USERINFO.sub(r"\1****@", text) if "@" in text else text
