@@ -237,6 +237,9 @@ class BatchingHandler(logging.Handler):
             if type(item) is ReadyEvent:
                 event = item.event
             else:
+                if type(item) is not tuple and type(item) is not dict:
+                    item = _not_a_record(item)  # given to queue_handler.enqueue: itself only
+                    self._reporter.error("convert", item[0])
                 try:
                     fields = base_fields(item, formatter)
                 except Exception as exc:  # a user formatter that raised: keep the record
@@ -527,6 +530,12 @@ class BatchingHandler(logging.Handler):
             lifecycle.register(self)
         else:
             self._pid = _getpid()
+
+
+def _not_a_record(item) -> tuple:
+    """A snapshot standing for something that is neither a LogRecord nor a snapshot."""
+    text = f"<not a log record: {type(item).__qualname__}>"
+    return (text, "WARNING", "", time.time(), None, None, None, None)
 
 
 def _logging_lock_held_here() -> bool:

@@ -229,3 +229,21 @@ def test_a_secret_with_markup_characters_echoed_escaped_is_blanked_whole(tmp_pat
         piece = secret[start : start + 8]
         assert piece not in html.unescape(html.unescape(shown)), (piece, shown)
         assert piece not in urllib.parse.unquote(urllib.parse.unquote(shown)), (piece, shown)
+
+
+@pytest.mark.parametrize("item", [None, "text", 42], ids=["None", "str", "int"])
+def test_something_else_than_a_record_enqueued_costs_only_itself(
+    server, make_handler, logger, item
+):
+    """issue 9 item 15 (variation: the stdlib face's ``enqueue()`` given something that is
+    neither a LogRecord nor a snapshot, such as QueueListener's ``None`` sentinel): one bad
+    item costs at most itself; its neighbours are delivered and flush() still works."""
+    handler = make_handler(url=server.url, flush_interval=3600)
+    logger.addHandler(handler)
+    logger.warning("before")
+    handler.queue_handler.enqueue(item)
+    logger.warning("after")
+    assert handler.flush(timeout=10)
+    assert {"before", "after"} <= {e.get("message") for e in server.events}, server.events
+    stats = handler.stats()
+    assert stats["in_flight"] == 0 and balances(stats), stats
