@@ -54,6 +54,43 @@ def identity_key(service: str, identity: str) -> str:
     return hashlib.sha256(f"{service}\n{identity}".encode()).hexdigest()[:24]
 
 
+#: prefix of a file being written: ``.tmp-<writer pid>-<final name>``
+TEMPORARY = ".tmp-"
+
+
+def write_atomically(directory: str, name: str, data: bytes) -> None:
+    """``directory/name`` holds ``data`` whole or not at all, even after a crash: a private
+    temporary file (which a later process removes if its writer died), flushed to disk,
+    then renamed into place. Every file of a spool is written this way."""
+    temporary = os.path.join(directory, f"{TEMPORARY}{os.getpid()}-{name}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, os.path.join(directory, name))
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def parse_owned(name: str) -> tuple[str, str, str] | None:
+    """``(base name, owner, owner's pid)`` of a batch a process has claimed for a replay
+    (``<base>CLAIM<pid>-<instance>``) or is sending live (``<base>LIVE<pid>-<instance>.json``);
+    None for any other file. The one place these names are read."""
+    marker = CLAIM if CLAIM in name else LIVE if LIVE in name else None
+    if marker is None:
+        return None
+    base, _, owner = name.rpartition(marker)
+    if marker == LIVE and owner.endswith(SUFFIX):
+        owner = owner[: -len(SUFFIX)]
+    return base, owner, owner.partition("-")[0]
+
+
 class SpoolError(Exception):
     pass
 
@@ -145,26 +182,19 @@ class Spool:
         data = json.dumps(
             {"service": self.service, "endpoint": self.label, "identity": self.identity_options}
         ).encode()
-        temporary = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
+        write_atomically(self.directory, IDENTITY_FILE, data)
 
     def _return_abandoned_claims(self) -> None:
         for name in os.listdir(self.directory):
-            if name.startswith(".tmp-"):  # a write cut short by a crash: half a batch
-                writer = name.split("-")[2] if name.count("-") >= 3 else ""
+            if name.startswith(TEMPORARY):  # a write cut short by a crash: half a file
+                writer = name[len(TEMPORARY) :].partition("-")[0]
                 if writer.isdigit() and not _pid_alive(int(writer)):
                     self.remove(name)
                 continue
-            marker = CLAIM if CLAIM in name else LIVE if LIVE in name else None
-            if marker is None:
+            owned = parse_owned(name)
+            if owned is None:
                 continue
-            base, _, owner = name.rpartition(marker)
-            if marker == LIVE:
-                owner = owner[: -len(SUFFIX)]
-            pid = owner.partition("-")[0]
+            base, _, pid = owned
             if pid.isdigit() and not _pid_alive(int(pid)):
                 try:
                     os.replace(
@@ -199,7 +229,7 @@ class Spool:
         if not unsent:
             self.remove(path)
             return True
-        base = os.path.join(self.directory, name.rpartition(LIVE)[0])
+        base = os.path.join(self.directory, (parse_owned(name) or (name,))[0])
         try:
             if len(unsent) != total:
                 self._write_file(os.path.basename(base), self._encode(unsent))
@@ -211,20 +241,7 @@ class Spool:
         return True
 
     def _write_file(self, name: str, data: bytes) -> None:
-        temporary = os.path.join(self.directory, f".tmp-{name}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, os.path.join(self.directory, name))
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
+        write_atomically(self.directory, name, data)
 
     def _make_room(self, incoming: int) -> int:
         """Delete the oldest batches until ``incoming`` fits; returns events lost."""
@@ -290,8 +307,7 @@ class Spool:
             if name.endswith(SUFFIX):
                 entries.append((name, False))
             elif CLAIM in name:
-                base, _, owner = name.rpartition(CLAIM)
-                pid = owner.partition("-")[0]
+                base, owner, pid = parse_owned(name) or ("", "", "")
                 if owner != mine and pid.isdigit() and _pid_alive(int(pid)):
                     entries.append((base, True))
         return sorted(entries)
@@ -310,8 +326,7 @@ class Spool:
         for name in names:
             if CLAIM not in name:
                 continue
-            owner = name.rpartition(CLAIM)[2]
-            pid = owner.partition("-")[0]
+            _, owner, pid = parse_owned(name) or ("", "", "")
             if owner != mine and pid.isdigit() and _pid_alive(int(pid)):
                 return True
         return False
@@ -342,16 +357,11 @@ class Spool:
 
     def rewrite(self, claimed: str, events: list) -> None:
         """Replace a claimed batch's events (some were rejected for good), keeping its place."""
-        data = self._encode(events)
-        temporary = f"{claimed}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, claimed)
+        write_atomically(self.directory, os.path.basename(claimed), self._encode(events))
 
     def release(self, claimed: str) -> None:
         """Put a claimed batch back (its send failed)."""
-        base = claimed.rpartition(CLAIM)[0]
+        base = os.path.join(self.directory, (parse_owned(os.path.basename(claimed)) or ("",))[0])
         try:
             os.replace(claimed, base)
         except OSError:
