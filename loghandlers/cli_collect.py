@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import threading
@@ -122,6 +123,7 @@ def run_collect(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), file=out, flush=True)
+    _stop_on_interrupt()
     try:
         collector.serve_forever()
     except KeyboardInterrupt:
@@ -129,6 +131,13 @@ def run_collect(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     finally:
         collector.stop()
     return 0
+
+
+def _stop_on_interrupt() -> None:
+    """Ctrl-C stops the collector even when it was started with SIGINT ignored (``collect &``
+    from a script, or under a test runner's worker), where Python installs no handler."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_events(
