@@ -28,11 +28,20 @@ How each kind of process ends, and where its handlers drain:
   does what interpreter shutdown would: joins the remaining non-daemon threads, drains,
   and ends the process with status 0.
 
+- A child forked by something that skips Python's fork hooks (uWSGI's pre-forked
+  workers, C extensions): the handler's next emit notices the new pid and calls
+  :func:`after_fork_in_child`; a worker that never logs is caught by :func:`close_all`,
+  which compares the pid first (else it would wait out close_timeout for a worker thread
+  that exists only in the parent, and count the parent's records in the child's name).
+- Under a uWSGI without Python threads, :func:`register` says so once on stderr.
+
 Threading: the registry is a ``WeakSet`` written by the threads that construct, close or
-fork handlers; every reader iterates over a ``list()`` copy of it. ``_MAIN_IDENT`` and the
-once-only flags are written by whichever thread gets there first (a duplicate write is
-harmless: at worst one extra check), and reset by the at-fork hook, which runs in the
-child's only thread.
+fork handlers; every reader iterates over a ``list()`` copy of it. ``_PID``,
+``_MAIN_IDENT`` and ``_exit_watch`` are written by the at-fork hook (the child's only
+thread) or by whichever thread first notices a fork made without hooks (under
+``handler._START_LOCK``, or at exit). ``_DRAINS`` and ``_PENDING_SIGNAL`` are written by the
+draining thread and the main thread's SIGTERM handler; the once-only warning flag by
+whichever thread registers first (a duplicate write only repeats a check).
 """
 
 from __future__ import annotations
@@ -78,6 +87,10 @@ def close_all() -> None:
     global _DRAINS
     _DRAINS += 1
     try:
+        if os.getpid() != _STARTED_PID:
+            # forked by something that skips Python's fork hooks (a uWSGI worker that
+            # never logged): the handlers still hold the parent's records and threads
+            after_fork_in_child()
         handlers = list(_LIVE)
         for handler in handlers:
             try:
