@@ -87,6 +87,8 @@ def capture(record: logging.LogRecord, exc_formatter: logging.Formatter | None):
     snapshot["message"] = message
     snapshot["exc_text"] = exc_text
     snapshot["exc_info"] = None  # frees the frames; the text is all we ship
+    if record.args:  # the formatter calls getMessage() again: give it the text, not %s
+        snapshot["msg"] = message
     snapshot["args"] = None
     return snapshot
 
