@@ -112,9 +112,14 @@ def drain_on_sigterm() -> None:
     """Make a plain SIGTERM drain the handlers before the process dies.
 
     Only when nobody else handles SIGTERM (a server like gunicorn installs its own and exits
-    through sys.exit, which runs atexit anyway) and only from the main thread.
+    through sys.exit, which runs atexit anyway) and only from the main thread. Never inside
+    a server that embeds Python (uWSGI, mod_wsgi): a Python-level handler runs only when the
+    main thread next runs Python, which their C main loop never does, so a SIGTERM that
+    arrived before the server put in its own handler would be swallowed.
     """
     if threading.current_thread() is not threading.main_thread():
+        return
+    if "uwsgi" in sys.modules or "mod_wsgi" in sys.modules:
         return
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:

@@ -192,25 +192,28 @@ def test_uwsgi_worker_that_never_logged_exits_at_once(tmp_path):
         command = [str(UWSGI), "--http-socket", f"127.0.0.1:{port}", "--master"]
         command += ["--processes", "2", "--wsgi-file", str(APP), "--virtualenv", sys.prefix]
         command += ["--die-on-term", "--disable-logging", "--worker-reload-mercy", "60"]
-        done = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log_path = tmp_path / "uwsgi.log"
+        with open(log_path, "w") as log_file:
+            done = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "uWSGI never listened"
-                    time.sleep(0.05)
-            time.sleep(1.5)  # the master's thread sends its "app loaded"
+            # both workers forked (the master's own signal handlers are in place right after)
+            while "spawned uWSGI worker 2" not in log_path.read_text(errors="replace"):
+                assert done.poll() is None, log_path.read_text(errors="replace")
+                assert time.monotonic() < deadline, "uWSGI never started its workers"
+                time.sleep(0.05)
+            while not _events(collector) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the master's thread sends its "app loaded"
+            time.sleep(0.5)
             started = time.monotonic()
             done.send_signal(signal.SIGTERM)
-            output = done.communicate(timeout=90)[0].decode(errors="replace")
+            done.wait(timeout=90)
             took = time.monotonic() - started
         finally:
             if done.poll() is None:
                 done.kill()
                 done.wait()
+        output = log_path.read_text(errors="replace")
         events = _events(collector)
     assert done.returncode == 0, output
     assert "ran out of time" not in output and "counted as failed" not in output, output
