@@ -20,6 +20,7 @@ import time
 import pytest
 
 from loghandlers.collector import Collector
+from tests.where_table import record
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "tests" / "process_scenarios.py"
@@ -67,32 +68,40 @@ def check_each_record_once_under_its_own_pid(summary, events):
     return by_pid
 
 
+def report(request, summary, events):
+    sources = len({e["sourceId"] for e in events})
+    record(request.node.name, summary["logged"], len(events), sources)
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_process_children_deliver_everything(tmp_path, method):
+def test_process_children_deliver_everything(tmp_path, method, request):
     """issue 10: forkserver children lost their records (2 of 242 arrived) on 3.9-3.12;
     fork, spawn and forkserver ``Process`` children each deliver all of theirs."""
     summary, events, _ = run_scenario(tmp_path, "process", method)
     assert summary["exitcodes"] == [0, 0, 0]
     by_pid = check_each_record_once_under_its_own_pid(summary, events)
     assert sorted(by_pid[pid] for pid in summary["children"]) == [80, 80, 80]
+    report(request, summary, events)
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("scenario", ["pool", "pool-closed", "executor"])
-def test_pools_deliver_everything(tmp_path, scenario, method):
+def test_pools_deliver_everything(tmp_path, scenario, method, request):
     """issue 10: ``Pool`` (left by ``with``, which terminates its workers, or closed and
     joined) and ``ProcessPoolExecutor``, under each start method, deliver every task's
     record under the pid of the worker that ran it."""
     summary, events, _ = run_scenario(tmp_path, scenario, method)
     check_each_record_once_under_its_own_pid(summary, events)
+    report(request, summary, events)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("how", ["return", "exit"])
-def test_child_forked_off_a_thread_delivers_and_exits(tmp_path, how):
+def test_child_forked_off_a_thread_delivers_and_exits(tmp_path, how, request):
     """issue 9 item 14: a child forked from a non-main thread never exited once it had
     logged (our worker thread kept it alive). It must deliver its record and end with 0."""
     summary, events, _ = run_scenario(tmp_path, "thread-fork", how)
     assert not summary["hung"], "the child forked off a thread never exited"
     assert summary["exitcodes"] == [0]
     check_each_record_once_under_its_own_pid(summary, events)
+    report(request, summary, events)

@@ -30,6 +30,7 @@ import urllib.request
 import pytest
 
 from loghandlers.collector import Collector
+from tests.where_table import record
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "uwsgi_app.py"
@@ -122,6 +123,14 @@ def serve(tmp_path, binary, *options, wait_while_running=15.0):
     }
 
 
+def report(request, run, note=""):
+    events = run["events"]
+    logged = 2 * ROUND + run["loaded_logged"]
+    sources = len({e["sourceId"] for e in events})
+    note = f"{run['while_running']} of the first {ROUND} arrived while running; {note}"
+    record(request.node.name, logged, len(events), sources, note)
+
+
 def check_requests_once_under_their_workers(run):
     events = run["events"]
     assert run["returncode"] == 0, run["output"]
@@ -139,7 +148,7 @@ def check_requests_once_under_their_workers(run):
 
 @needs_uwsgi
 @pytest.mark.parametrize("threads", [[], ["--enable-threads"]], ids=["default", "enable-threads"])
-def test_uwsgi_prefork_workers_ship_under_their_own_ids(tmp_path, threads):
+def test_uwsgi_prefork_workers_ship_under_their_own_ids(tmp_path, threads, request):
     """issue 10: uWSGI's default pre-fork mode forks without Python's fork hooks. Before,
     0 of 100 request records arrived while it ran, the workers spooled theirs under the
     master's source id at exit, and the master's pre-fork record was copied into every
@@ -149,21 +158,25 @@ def test_uwsgi_prefork_workers_ship_under_their_own_ids(tmp_path, threads):
     assert run["while_running"] == ROUND  # sent while uWSGI runs, not only at exit
     assert [e["pid"] for e in loaded] == [run["master"]]  # the master's, once
     assert WARNING not in run["output"]
+    run["loaded_logged"] = 1
+    report(request, run)
 
 
 @needs_uwsgi
-def test_uwsgi_lazy_apps_workers_ship_under_their_own_ids(tmp_path):
+def test_uwsgi_lazy_apps_workers_ship_under_their_own_ids(tmp_path, request):
     """issue 10: with --lazy-apps each worker loads the app (and builds its handler)."""
     run = serve(tmp_path, UWSGI, "--lazy-apps")
     loaded = check_requests_once_under_their_workers(run)
     assert run["while_running"] == ROUND
     assert run["master"] not in {e["pid"] for e in loaded}
     assert len(loaded) == 2  # one per worker, each under its own pid
+    run["loaded_logged"] = 2
+    report(request, run)
 
 
 @needs_uwsgi_without_threads
 @pytest.mark.parametrize("mode", [[], ["--lazy-apps"]], ids=["prefork", "lazy-apps"])
-def test_uwsgi_without_threads_says_so_once_and_delivers_at_worker_exit(tmp_path, mode):
+def test_uwsgi_without_threads_says_so_once_and_delivers_at_worker_exit(tmp_path, mode, request):
     """issue 10: where uWSGI runs without Python threads our worker thread only runs in
     the gaps of request handling; the handler says so once, and every request's record
     still arrives, at the latest when its worker exits. (The master never runs Python
@@ -176,6 +189,8 @@ def test_uwsgi_without_threads_says_so_once_and_delivers_at_worker_exit(tmp_path
         assert len(loaded) == 2
     else:
         assert [e["pid"] for e in loaded] in ([], [run["master"]])
+    run["loaded_logged"] = 2 if mode else 1
+    report(request, run, "warned once")
 
 
 @needs_uwsgi
@@ -219,3 +234,4 @@ def test_uwsgi_worker_that_never_logged_exits_at_once(tmp_path):
     assert "ran out of time" not in output and "counted as failed" not in output, output
     assert took < 30, output  # not close_timeout: 30 s (a bound on a wait, not a speed)
     assert [(e["message"], e["pid"]) for e in events] == [("app loaded", done.pid)]
+    record("test_uwsgi_worker_that_never_logged_exits_at_once", 1, len(events), 1)

@@ -24,6 +24,7 @@ import urllib.request
 import pytest
 
 from loghandlers.collector import Collector
+from tests.where_table import record
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -64,7 +65,7 @@ def _get(url: str) -> int:
     ],
     ids=["gthread", "max-requests", "gthread-preload"],
 )
-def test_gunicorn_workers_deliver_every_request_under_their_own_ids(tmp_path, options):
+def test_gunicorn_workers_deliver_every_request_under_their_own_ids(tmp_path, options, request):
     """issue 10: gunicorn's threaded workers (``gthread``, with and without ``--preload``)
     and recycled workers (``--max-requests``: a worker exits after 5 requests and a fresh
     one is forked) deliver every request's record, under the pid that served it."""
@@ -109,6 +110,7 @@ def test_gunicorn_workers_deliver_every_request_under_their_own_ids(tmp_path, op
     assert f"{HOST}:{proc.pid}" not in sources
     if "--max-requests" in options:
         assert len(sources) >= requests // 5  # recycled workers: each one's records arrived
+    record(request.node.name, requests, len(events), len(sources))
 
 
 ASYNCIO_APP = """
@@ -135,7 +137,7 @@ print("logged 400")
 """
 
 
-def test_asyncio_app_delivers_from_the_loop_and_its_executor(tmp_path):
+def test_asyncio_app_delivers_from_the_loop_and_its_executor(tmp_path, request):
     """issue 10: an asyncio app logging from coroutines and from run_in_executor threads,
     leaving through asyncio.run's end: every record arrives (the exit drain runs after the
     loop's executor is shut down)."""
@@ -153,6 +155,7 @@ def test_asyncio_app_delivers_from_the_loop_and_its_executor(tmp_path):
     assert collections.Counter(e["where"] for e in events) == {"loop": 200, "executor": 200}
     assert len({e["message"] for e in events}) == 400
     assert {e["sourceId"] for e in events} == {f"{HOST}:{events[0]['pid']}"}
+    record(request.node.name, 400, len(events), 1)
 
 
 DJANGO_STYLE = """
@@ -199,7 +202,7 @@ print(json.dumps({"disabled": other_log.disabled}))
 
 
 @pytest.mark.parametrize("disable", [True, False], ids=["disable-existing", "keep-existing"])
-def test_django_style_logging_dict(tmp_path, disable):
+def test_django_style_logging_dict(tmp_path, disable, request):
     """issue 10: a Django-style ``LOGGING`` dict (``"class": "loghandlers.JSONHandler"``
     with a ``{``-style formatter, a filter, string options, ``disable_existing_loggers``)
     configures on every interpreter, 3.12.0-3.12.3 included, and ships what it routes."""
@@ -223,3 +226,4 @@ def test_django_style_logging_dict(tmp_path, disable):
     assert all(e["app"] == "shop" for e in events)
     assert ("only to the console" in done.stderr) is not disable
     assert "Traceback" not in done.stderr
+    record(request.node.name, 3, len(events), 1, "3 routed to the handler; 1 below its level")
