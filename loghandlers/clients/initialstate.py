@@ -182,7 +182,7 @@ class Streamer:
         self._bucket = (bucket_key or None, bucket_name or None)
         self._handlers.get(self._bucket)  # bad options are an error now, not at log()
         self._finalizer = weakref.finalize(self, self._handlers.begin_close)
-        self._finalizer.atexit = False  # at exit the handlers drain anyway
+        self._finalizer.atexit = False  # type: ignore[misc]  # (3.9 stubs) at exit the handlers drain anyway
 
     # ----------------------------------------------------------------- the SDK's API
     def log(self, key: str, value: Any, epoch: float | None = None) -> None:

@@ -5,6 +5,8 @@ Event ids are uuid1-shaped with the event's Kronos time (100 ns since the Unix e
 time field, and get/delete order and bound by (time, id bytes), as kronosd does.
 """
 
+from __future__ import annotations
+
 import json
 import random
 import re
